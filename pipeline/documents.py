@@ -1,0 +1,197 @@
+"""Reading and changing document rows; every change leaves an event behind.
+
+A document moves ``received`` -> ``processing`` -> ``stored`` | ``duplicate`` |
+``failed``. ``processing`` is a lease: the worker that holds it owns the document
+until ``lease_until``, so a second delivery of the same work cannot run beside
+it, and a worker that died loses the document to the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pipeline.db.models import Document, DocumentEvent, DocumentText, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateContent(Exception):
+    """Another live document already stores this content (unique index)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: the process (host:pid) and, in a worker, the Celery task id."""
+
+    worker: str
+    task_id: str | None = None
+
+    @classmethod
+    def here(cls, task_id: str | None = None) -> Actor:
+        return cls(f"{socket.gethostname()}:{os.getpid()}", task_id)
+
+    @property
+    def lease_owner(self) -> str:
+        return f"{self.task_id or '-'}@{self.worker}"
+
+
+def record_event(session: Session, document_id: uuid.UUID, event: str, actor: Actor,
+                 **detail: Any) -> None:
+    session.add(DocumentEvent(
+        document_id=document_id, event=event, worker=actor.worker,
+        task_id=actor.task_id, detail=detail or None,
+    ))
+
+
+def get(session: Session, document_id: uuid.UUID) -> Document | None:
+    return session.get(Document, document_id)
+
+
+def add_received(session: Session, actor: Actor, *, spool_ref: str | None,
+                 **fields: Any) -> Document:
+    """A new document in ``received``; with a spool_ref it also gets its event."""
+    document = Document(status="received", spool_ref=spool_ref, attempts=0,
+                        is_active=True, tags=list(fields.pop("tags", None) or []),
+                        file_name=str(fields["id"]), **fields)
+    session.add(document)
+    if spool_ref is not None:
+        session.flush()
+        record_event(session, document.id, "received", actor, source=document.source)
+    return document
+
+
+def attach_spool(session: Session, document_id: uuid.UUID, spool_ref: str,
+                 actor: Actor) -> None:
+    session.execute(update(Document).where(Document.id == document_id)
+                    .values(spool_ref=spool_ref, updated_at=utcnow()))
+    record_event(session, document_id, "received", actor, source="watch")
+
+
+def forget_unclaimed(session: Session, document_id: uuid.UUID) -> None:
+    """Drop a row written for a file that another watcher claimed first."""
+    session.execute(delete(Document).where(Document.id == document_id,
+                                           Document.spool_ref.is_(None)))
+
+
+def claim(session: Session, document_id: uuid.UUID, actor: Actor,
+          lease_seconds: int) -> Document | None:
+    """Take the lease on a document; None when it is final or leased to a live task.
+
+    A redelivery of the same task (same task id) takes the lease over at once:
+    the broker only redelivers a message whose worker is gone.
+    """
+    now = utcnow()
+    taken = session.execute(
+        update(Document)
+        .where(
+            Document.id == document_id,
+            Document.spool_ref.is_not(None),
+            or_(
+                Document.status == "received",
+                (Document.status == "processing") & or_(
+                    Document.lease_until < now,
+                    Document.lease_owner.startswith(f"{actor.task_id}@", autoescape=True),
+                ),
+            ),
+        )
+        .values(status="processing", lease_owner=actor.lease_owner,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=Document.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        session.rollback()
+        return None
+    record_event(session, document_id, "processing", actor)
+    session.commit()
+    return session.get(Document, document_id, populate_existing=True)
+
+
+def release(session: Session, document_id: uuid.UUID, actor: Actor, reason: str) -> None:
+    """Give the lease back after a transient error: the document waits for a retry."""
+    session.rollback()
+    session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status == "processing",
+               Document.lease_owner == actor.lease_owner)
+        .values(status="received", lease_owner=None, lease_until=None, updated_at=utcnow())
+    )
+    record_event(session, document_id, "retry", actor, reason=reason[:500])
+    session.commit()
+
+
+def find_stored(session: Session, sha256: str) -> uuid.UUID | None:
+    return session.scalar(
+        select(Document.id).where(Document.sha256 == sha256, Document.status == "stored",
+                                  Document.is_active.is_(True)).limit(1)
+    )
+
+
+def _finish(session: Session, document_id: uuid.UUID, actor: Actor, status: str,
+            values: dict[str, Any]) -> bool:
+    """Move a document we hold to a final status; False if someone else finished it."""
+    done = session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status == "processing",
+               Document.lease_owner == actor.lease_owner)
+        .values(status=status, lease_owner=None, lease_until=None, updated_at=utcnow(),
+                **values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return done == 1
+
+
+def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
+                values: dict[str, Any], text: str | None) -> bool:
+    """Commit the document as stored; raise DuplicateContent when the content won elsewhere."""
+    try:
+        if not _finish(session, document_id, actor, "stored", values):
+            session.rollback()
+            return False
+        if text is not None:
+            session.merge(DocumentText(document_id=document_id, content=text))
+        record_event(session, document_id, "stored", actor, s3_key=values["s3_key"],
+                     thumbnail_key=values.get("thumbnail_key"))
+        session.commit()
+    except IntegrityError as error:
+        session.rollback()
+        raise DuplicateContent(values.get("sha256")) from error
+    return True
+
+
+def mark_duplicate(session: Session, document_id: uuid.UUID, actor: Actor,
+                   original_id: uuid.UUID, values: dict[str, Any]) -> bool:
+    if not _finish(session, document_id, actor, "duplicate",
+                   {**values, "duplicate_of": original_id}):
+        session.rollback()
+        return False
+    record_event(session, document_id, "duplicate", actor, duplicate_of=str(original_id))
+    session.commit()
+    return True
+
+
+def mark_failed(session: Session, document_id: uuid.UUID, actor: Actor, code: str,
+                message: str, values: dict[str, Any], quarantined_as: str | None) -> bool:
+    session.rollback()
+    if not _finish(session, document_id, actor, "failed",
+                   {**values, "error_code": code, "error_message": message[:2000]}):
+        session.rollback()
+        return False
+    record_event(session, document_id, "failed", actor, code=code,
+                 quarantined_as=quarantined_as)
+    session.commit()
+    return True
+
+
+def stale_since(seconds: int) -> datetime:
+    return utcnow() - timedelta(seconds=seconds)

@@ -1,0 +1,96 @@
+"""The sandbox process: reads untrusted files under a memory limit.
+
+Started by ``sandbox.Sandbox`` as ``python -m pipeline.extract.server IN OUT MB``.
+It answers one request at a time over two pipes (4-byte length + pickle; both
+ends are Sluice's own code). A request that exhausts memory is answered with
+``decompression_bomb`` and the process exits, so the next request gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import struct
+import sys
+import warnings
+from pathlib import Path
+
+HEADER = struct.Struct("!I")
+
+
+def read_message(fd: int) -> object | None:
+    header = _read_exactly(fd, HEADER.size)
+    if header is None:
+        return None
+    (length,) = HEADER.unpack(header)
+    body = _read_exactly(fd, length)
+    return None if body is None else pickle.loads(body)
+
+
+def write_message(fd: int, message: object) -> None:
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = memoryview(HEADER.pack(len(body)) + body)
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _limit_memory(megabytes: int) -> None:
+    limit = megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _prepare_readers() -> None:
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; the memory limit
+    # covers that band, the warning itself is noise.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    from pipeline.errors import PermanentError
+    from pipeline.extract.readers import read_file
+
+    while (request := read_message(read_fd)) is not None:
+        try:
+            result = read_file(Path(request["path"]), request["mime_type"],
+                               request.get("charset"), request["max_px"])
+            write_message(write_fd, {"ok": result})
+        except PermanentError as error:
+            write_message(write_fd, {"error": (error.code, error.message)})
+        except MemoryError:
+            write_message(write_fd, {"error": ("decompression_bomb",
+                                               "reading the file exceeded the memory limit")})
+            sys.exit(3)
+        except RecursionError:
+            write_message(write_fd, {"error": ("corrupt", "structure nested too deeply")})
+        except Exception as error:  # noqa: BLE001 - a reader bug must not kill the worker
+            write_message(write_fd, {"error": ("corrupt", f"{type(error).__name__}: {error}")})
+
+
+def main() -> None:
+    read_fd, write_fd, megabytes = (int(arg) for arg in sys.argv[1:4])
+    _prepare_readers()
+    _limit_memory(megabytes)
+    # Libraries that print must not corrupt the protocol: stdout goes to stderr.
+    os.dup2(2, 1)
+    serve(read_fd, write_fd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Turning one spooled file into a stored document: the steps, in order.
+
+    claim      take the document's lease (a second delivery stops here)
+    inspect    size, SHA-256 and the type detected from the content
+    dedupe     the same content already stored -> ``duplicate``, nothing uploaded
+    read       PDF facts, text, thumbnail, in the sandbox
+    upload     original and thumbnail, encrypted, checksums verified by the store
+    commit     the row becomes ``stored`` (or ``duplicate`` if another won the race)
+    clean up   the spooled copy goes, only now
+
+A permanent error fails the document and quarantines its file; a transient one
+gives the lease back and is raised for the task to retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from pipeline import documents, keys
+from pipeline.db.models import Document
+from pipeline.detect import HEAD_BYTES, detect, is_allowed
+from pipeline.documents import Actor, DuplicateContent
+from pipeline.errors import (
+    EmptyFile,
+    PermanentError,
+    TooLarge,
+    TransientError,
+    UnsupportedType,
+    Unreadable,
+)
+from pipeline.extract import Extraction
+from pipeline.quarantine import quarantine
+from pipeline.runtime import Runtime
+from pipeline.storage import StoredObject
+
+log = logging.getLogger(__name__)
+
+HASH_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass
+class Facts:
+    """What the inspection step learned about the file."""
+
+    size: int
+    sha256: str
+    mime_type: str | None = None
+    charset: str | None = None
+    mismatch: str | None = None  # the type the file's name claimed, when it differs
+
+    def columns(self) -> dict[str, Any]:
+        return {"file_size": self.size, "sha256": self.sha256, "mime_type": self.mime_type}
+
+
+@dataclass
+class Run:
+    runtime: Runtime
+    document: Document
+    actor: Actor
+    facts: Facts | None = None
+    uploaded: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.document.id
+
+
+def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> str:
+    """Process one document; returns its final status, or "skipped"."""
+    with runtime.session() as session:
+        document = documents.claim(session, document_id, actor, runtime.settings.lease_seconds)
+    if document is None:
+        log.info("ingest skipped document_id=%s reason=final_or_leased", document_id)
+        return "skipped"
+
+    run = Run(runtime, document, actor)
+    try:
+        return _process(run)
+    except PermanentError as error:
+        return _fail(run, error)
+    except TransientError as error:
+        _give_back(run, str(error))
+        raise
+    except (OperationalError, InterfaceError) as error:
+        # The database went away mid-way: as transient as a bucket outage.
+        _give_back(run, f"database: {type(error).__name__}")
+        raise TransientError(f"database unavailable: {type(error).__name__}") from error
+
+
+def _process(run: Run) -> str:
+    path = _locate(run)
+    run.facts = facts = inspect(path, run.document.original_name, run.runtime.settings)
+    _note_type_mismatch(run, path)
+
+    original = _find_original(run, facts.sha256)
+    if original is not None:
+        return _commit_duplicate(run, original)
+
+    extraction = run.runtime.sandbox.read(
+        path, facts.mime_type, facts.charset, run.runtime.settings.thumbnail_max_px
+    )
+    stored, thumbnail = _upload(run, path, extraction)
+    return _commit(run, stored, thumbnail, extraction)
+
+
+def _locate(run: Run) -> Path:
+    spool = run.runtime.spool
+    if not spool.exists(run.document.spool_ref):
+        raise Unreadable("the spooled copy of this document is missing")
+    return spool.local_path(run.document.spool_ref)
+
+
+def inspect(path: Path, name: str, settings: Any) -> Facts:
+    """Size, SHA-256 and detected type, in one read of the file."""
+    digest, size, head = hashlib.sha256(), 0, b""
+    with path.open("rb") as source:
+        while chunk := source.read(HASH_CHUNK_BYTES):
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+            digest.update(chunk)
+            size += len(chunk)
+    facts = Facts(size=size, sha256=digest.hexdigest())
+
+    if size == 0:
+        raise EmptyFile("the file is empty (0 bytes)")
+    if size > settings.max_file_size:
+        raise TooLarge(f"{size} bytes is over the limit of {settings.max_file_size}")
+
+    detection = detect(path, head, name)
+    facts.mime_type, facts.charset = detection.mime_type, detection.charset
+    facts.mismatch = detection.extension_mismatch
+    if not is_allowed(detection.mime_type, settings.allowed_types):
+        raise UnsupportedType(f"{detection.mime_type} is not an accepted type")
+    return facts
+
+
+def _note_type_mismatch(run: Run, path: Path) -> None:
+    claimed = run.facts.mismatch
+    if claimed is None:
+        return
+    log.warning("type differs from name document_id=%s name_says=%s content_is=%s",
+                run.id, claimed, run.facts.mime_type)
+    with run.runtime.session() as session:
+        documents.record_event(session, run.id, "type_mismatch", run.actor,
+                               name_says=claimed, content_is=run.facts.mime_type)
+        session.commit()
+
+
+def _find_original(run: Run, sha256: str) -> uuid.UUID | None:
+    with run.runtime.session() as session:
+        original = documents.find_stored(session, sha256)
+    return original if original != run.id else None
+
+
+def _upload(run: Run, path: Path, extraction: Extraction) -> tuple[StoredObject, StoredObject | None]:
+    store, facts = run.runtime.store, run.facts
+    prefix = run.runtime.settings.storage.prefix
+    metadata = {"document-id": str(run.id)}
+
+    key = keys.original_key(prefix, run.id, facts.mime_type)
+    stored = store.put_file(key, path, size=facts.size, sha256=facts.sha256,
+                            content_type=facts.mime_type, metadata=metadata)
+    run.uploaded.append(key)
+
+    thumbnail = None
+    if extraction.thumbnail:
+        thumb_key = keys.thumbnail_key(prefix, run.id)
+        thumbnail = store.put_bytes(
+            thumb_key, extraction.thumbnail,
+            sha256=hashlib.sha256(extraction.thumbnail).hexdigest(),
+            content_type=keys.THUMBNAIL_TYPE, metadata=metadata,
+        )
+        run.uploaded.append(thumb_key)
+    log.info("uploaded document_id=%s s3_key=%s bytes=%d thumbnail=%s",
+             run.id, key, facts.size, thumbnail is not None)
+    return stored, thumbnail
+
+
+def _commit(run: Run, stored: StoredObject, thumbnail: StoredObject | None,
+            extraction: Extraction) -> str:
+    text = extraction.text
+    values = {
+        **run.facts.columns(),
+        "file_name": keys.stored_file_name(run.id, run.facts.mime_type),
+        "s3_bucket": run.runtime.store.bucket,
+        "s3_key": stored.key,
+        "thumbnail_key": thumbnail.key if thumbnail else None,
+        "page_count": extraction.page_count,
+        "encrypted": extraction.encrypted,
+        "text_length": len(text) if text is not None else None,
+    }
+    try:
+        with run.runtime.session() as session:
+            won = documents.mark_stored(session, run.id, run.actor, values, text)
+    except DuplicateContent:
+        # Another document with the same bytes committed first: ours becomes its
+        # duplicate and our upload would be an orphan, so it goes.
+        _delete_uploaded(run)
+        original = _find_original(run, run.facts.sha256)
+        if original is None:
+            raise TransientError("content conflict without a stored original") from None
+        return _commit_duplicate(run, original)
+
+    if not won:
+        log.info("ingest superseded document_id=%s", run.id)
+        return "skipped"
+    _clean_up(run)
+    log.info("stored document_id=%s mime=%s pages=%s text_length=%s",
+             run.id, run.facts.mime_type, extraction.page_count, values["text_length"])
+    return "stored"
+
+
+def _commit_duplicate(run: Run, original: uuid.UUID) -> str:
+    with run.runtime.session() as session:
+        won = documents.mark_duplicate(session, run.id, run.actor, original, {
+            **run.facts.columns(),
+            "file_name": keys.stored_file_name(run.id, run.facts.mime_type),
+        })
+    if won:
+        _clean_up(run)
+        log.info("duplicate document_id=%s duplicate_of=%s", run.id, original)
+    return "duplicate" if won else "skipped"
+
+
+def _fail(run: Run, error: PermanentError) -> str:
+    facts = run.facts.columns() if run.facts else {}
+    _delete_uploaded(run)
+    where = quarantine(run.runtime.spool, run.document, run.runtime.settings.quarantine,
+                       error.code, error.message, facts)
+    with run.runtime.session() as session:
+        documents.mark_failed(session, run.id, run.actor, error.code, error.message,
+                              facts, where)
+    log.info("failed document_id=%s code=%s reason=%s", run.id, error.code, error.message)
+    return "failed"
+
+
+def _give_back(run: Run, reason: str) -> None:
+    log.warning("transient error document_id=%s reason=%s", run.id, reason)
+    try:
+        with run.runtime.session() as session:
+            documents.release(session, run.id, run.actor, reason)
+    except Exception:  # noqa: BLE001 - the lease then simply expires
+        log.warning("could not release lease document_id=%s", run.id, exc_info=True)
+
+
+def _delete_uploaded(run: Run) -> None:
+    for key in run.uploaded:
+        try:
+            run.runtime.store.delete(key)
+        except TransientError:
+            log.warning("could not delete object document_id=%s s3_key=%s", run.id, key)
+    run.uploaded.clear()
+
+
+def _clean_up(run: Run) -> None:
+    run.runtime.spool.remove(run.document.spool_ref)

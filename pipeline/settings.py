@@ -1,0 +1,164 @@
+"""Sluice's settings: one typed, frozen object read once from ``SLUICE_*`` variables.
+
+Every part (Celery app, watcher, API, CLI) receives a ``Settings`` instance; nothing
+else reads the environment. The defaults run on one machine with no server at all:
+a SQLite file, a SQLite-backed Celery broker and a local object folder under
+``./var``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The origin API's categories; clinics may replace them with SLUICE_CATEGORIES.
+DEFAULT_CATEGORIES = (
+    "medical", "prescription", "referral", "xray", "invoice",
+    "quote", "consent", "insurance", "other",
+)
+
+# What a document pipeline of a clinic or an office is asked to keep. Executables,
+# disk images and unknown binaries (application/octet-stream) are refused.
+DEFAULT_ALLOWED_TYPES = (
+    "application/pdf",
+    "image/*",
+    "text/plain", "text/csv", "text/html", "text/rtf", "text/markdown", "text/xml",
+    "application/rtf", "application/xml", "application/json",
+    "message/rfc822",
+    "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.*",
+    "application/vnd.oasis.opendocument.*",
+    "application/zip", "application/gzip", "application/x-tar",
+    "application/x-bzip2", "application/x-xz", "application/x-7z-compressed",
+)
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """All of Sluice's configuration. Build it once with ``Settings()``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    var_dir: Path = Path("./var")
+    database_url: str = ""
+    broker_url: str = ""
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
+    sse: Literal["AES256", "aws:kms"] = "AES256"
+    sse_kms_key_id: str | None = None
+
+    inbox: Path = Path("./inbox")
+    spool: Path | None = None
+    quarantine: Path | None = None
+    api_tokens: CommaList = ()
+
+    allowed_types: CommaList = DEFAULT_ALLOWED_TYPES
+    categories: CommaList = DEFAULT_CATEGORIES
+    max_file_size: int = Field(default=2 * 1024**3, gt=0)
+
+    # Scanners write in bursts with pauses; 2 s of no change in size and mtime is
+    # longer than any pause we have seen, yet short enough to feel immediate.
+    watch_settle_seconds: float = Field(default=2.0, ge=0)
+    # A zero-length file is a scanner that has not started writing yet.
+    watch_empty_settle_seconds: float = Field(default=300.0, ge=0)
+    watch_rescan_seconds: float = Field(default=60.0, gt=0)
+    watch_polling: Literal["auto", "always", "never"] = "auto"
+    watch_poll_interval_seconds: float = Field(default=2.0, gt=0)
+
+    parser_timeout_seconds: float = Field(default=60.0, gt=0)
+    parser_memory_mb: int = Field(default=1536, ge=256)
+    thumbnail_max_px: int = Field(default=400, ge=32, le=2000)
+
+    task_soft_time_limit_seconds: int = Field(default=240, gt=0)
+    task_time_limit_seconds: int = Field(default=300, gt=0)
+    task_max_retries: int = Field(default=10, ge=0)
+    worker_concurrency: int = Field(default=2, ge=1)
+    worker_max_memory_mb: int = Field(default=400, ge=64)
+
+    stuck_after_seconds: int = Field(default=900, gt=0)
+    sweep_interval_seconds: int = Field(default=60, gt=0)
+
+    multipart_threshold_mb: int = Field(default=16, ge=5)
+    presign_expiry_seconds: int = Field(default=3600, gt=0)
+    presign_max_expiry_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    @field_validator("api_tokens", "allowed_types", "categories", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        # Frozen models refuse attribute assignment; the defaults depend on var_dir,
+        # so they are filled in once here and never changed afterwards.
+        var = self.var_dir.resolve()
+        defaults = {
+            "database_url": f"sqlite:///{var / 'sluice.sqlite'}",
+            "broker_url": f"sqla+sqlite:///{var / 'broker.sqlite'}",
+            "storage_url": f"file://{var / 'objects'}",
+        }
+        for name, default in defaults.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)
+        if self.spool is None:
+            object.__setattr__(self, "spool", var / "spool")
+        if self.quarantine is None:
+            object.__setattr__(self, "quarantine", var / "quarantine")
+        if self.sse == "aws:kms" and not self.sse_kms_key_id:
+            raise ValueError("SLUICE_SSE=aws:kms needs SLUICE_SSE_KMS_KEY_ID")
+        if self.task_time_limit_seconds <= self.task_soft_time_limit_seconds:
+            raise ValueError("the task hard time limit must exceed the soft one")
+        return self
+
+    @cached_property
+    def storage(self) -> StorageLocation:
+        return StorageLocation.parse(self.storage_url)
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    @property
+    def lease_seconds(self) -> int:
+        """How long a worker owns a document it is processing.
+
+        Longer than the task's hard limit, so a live worker never loses its lease.
+        """
+        return self.task_time_limit_seconds + 60
+
+
+class StorageLocation:
+    """Where objects go: ``s3://BUCKET[/PREFIX]`` or ``file:///PATH``."""
+
+    def __init__(self, scheme: str, bucket: str, prefix: str, path: Path | None):
+        self.scheme = scheme
+        self.bucket = bucket
+        self.prefix = prefix
+        self.path = path
+
+    @classmethod
+    def parse(cls, url: str) -> StorageLocation:
+        parsed = urlparse(url)
+        prefix = parsed.path.strip("/")
+        prefix = f"{prefix}/" if prefix else ""
+        if parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError(f"storage URL needs a bucket: {url!r}")
+            return cls("s3", parsed.netloc, prefix, None)
+        if parsed.scheme == "file":
+            path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
+            return cls("file", path.name or "objects", "", path)
+        raise ValueError(f"storage URL must start with s3:// or file://: {url!r}")

@@ -1,0 +1,134 @@
+"""The spool: where a claimed file waits, in Sluice's custody, until it is stored.
+
+The pipeline only talks to the ``Spool`` interface, so that workers on other hosts
+can reach a claimed file. ``FolderSpool`` is a folder, local or on a share that
+every host mounts. A file enters the spool in one of two ways:
+
+* ``claim``: an atomic rename out of the watched inbox (same filesystem), so two
+  watchers can never take the same file. The watcher writes the document's row
+  before the rename, so a file in the spool always has its row.
+* ``receive``: a stream (HTTP upload, ``sluice ingest``, migration) written to a
+  temporary name, hashed on the way, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pipeline.errors import TooLarge
+
+log = logging.getLogger(__name__)
+
+INCOMING = ".incoming"
+
+
+class ClaimLost(Exception):
+    """Another watcher took the file first (or it vanished)."""
+
+
+class SpoolMisplaced(Exception):
+    """The spool is not on the inbox's filesystem, so a claim cannot be atomic."""
+
+
+@dataclass(frozen=True)
+class SpooledFile:
+    ref: str
+    size: int
+    sha256: str
+
+
+class Spool(Protocol):
+    def claim(self, source: Path, document_id: uuid.UUID) -> str: ...
+    def receive(self, document_id: uuid.UUID, chunks: Iterable[bytes],
+                max_size: int) -> SpooledFile: ...
+    def local_path(self, ref: str) -> Path: ...
+    def exists(self, ref: str) -> bool: ...
+    def remove(self, ref: str) -> None: ...
+    def move_out(self, ref: str, destination: Path) -> bool: ...
+    def stale_incoming(self, older_than_seconds: float) -> Iterator[Path]: ...
+
+
+class FolderSpool:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        (self.root / INCOMING).mkdir(parents=True, exist_ok=True)
+
+    def ensure_same_filesystem(self, inbox: Path) -> None:
+        if os.stat(inbox).st_dev != os.stat(self.root).st_dev:
+            raise SpoolMisplaced(
+                f"the spool {self.root} is not on the same filesystem as the inbox "
+                f"{inbox}; set SLUICE_SPOOL to a folder beside the inbox"
+            )
+
+    def claim(self, source: Path, document_id: uuid.UUID) -> str:
+        """Move ``source`` into the spool atomically; raise ClaimLost if it is gone."""
+        ref = str(document_id)
+        try:
+            os.rename(source, self.root / ref)
+        except FileNotFoundError as error:
+            raise ClaimLost(str(source)) from error
+        except OSError as error:
+            if error.errno == errno.EXDEV:
+                raise SpoolMisplaced(str(error)) from error
+            raise
+        return ref
+
+    def receive(
+        self, document_id: uuid.UUID, chunks: Iterable[bytes], max_size: int
+    ) -> SpooledFile:
+        """Write a stream into the spool, hashing it; refuse it past ``max_size``."""
+        ref = str(document_id)
+        partial = self.root / INCOMING / f"{ref}.part"
+        digest, size = hashlib.sha256(), 0
+        try:
+            with partial.open("wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_size:
+                        raise TooLarge(f"larger than the limit of {max_size} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(partial, self.root / ref)
+        finally:
+            partial.unlink(missing_ok=True)
+        return SpooledFile(ref, size, digest.hexdigest())
+
+    def local_path(self, ref: str) -> Path:
+        return self.root / ref
+
+    def exists(self, ref: str) -> bool:
+        return (self.root / ref).exists()
+
+    def remove(self, ref: str) -> None:
+        (self.root / ref).unlink(missing_ok=True)
+
+    def move_out(self, ref: str, destination: Path) -> bool:
+        """Move a spooled file out (to quarantine); False when it is not here."""
+        source = self.root / ref
+        if not source.exists():
+            return False
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, destination)
+        return True
+
+    def stale_incoming(self, older_than_seconds: float) -> Iterator[Path]:
+        """Partial writes left by a crashed upload; nobody was told they arrived."""
+        limit = time.time() - older_than_seconds
+        for partial in (self.root / INCOMING).glob("*.part"):
+            try:
+                if partial.stat().st_mtime < limit:
+                    yield partial
+            except FileNotFoundError:
+                continue

@@ -1,0 +1,99 @@
+"""Finding documents that fell through the cracks, so that nothing is lost.
+
+Brokers lose messages (Redis without persistence, a SQLite broker whose worker
+was killed holding a message), and processes die between two steps. The row is
+the ledger: whatever it says is unfinished for too long is handed out again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from pipeline import documents
+from pipeline.db.models import Document, utcnow
+from pipeline.documents import Actor
+from pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# A partial upload older than this belongs to a request that died long ago.
+STALE_PARTIAL_SECONDS = 24 * 3600
+BATCH = 500
+
+
+@dataclass
+class SweepResult:
+    requeue: list[uuid.UUID] = field(default_factory=list)
+    adopted: int = 0
+    forgotten: int = 0
+    partials_removed: int = 0
+
+
+def sweep(runtime: Runtime, actor: Actor, stuck_after_seconds: int | None = None) -> SweepResult:
+    """Collect the documents to enqueue again; the caller enqueues them."""
+    stuck_after = stuck_after_seconds or runtime.settings.stuck_after_seconds
+    result = SweepResult()
+    settle_unclaimed_rows(runtime, actor, stuck_after, result)
+    _collect_stuck(runtime, actor, stuck_after, result)
+    _remove_stale_partials(runtime, result)
+    if result.requeue or result.adopted or result.forgotten:
+        log.info("sweep requeued=%d adopted=%d forgotten=%d", len(result.requeue),
+                 result.adopted, result.forgotten)
+    return result
+
+
+def settle_unclaimed_rows(runtime: Runtime, actor: Actor, stuck_after: int,
+                           result: SweepResult) -> None:
+    """Rows a watcher wrote just before a crash: adopt the file or drop the row."""
+    with runtime.session() as session:
+        ids = session.scalars(
+            select(Document.id).where(Document.spool_ref.is_(None),
+                                      Document.status == "received",
+                                      Document.uploaded_at < documents.stale_since(stuck_after))
+            .limit(BATCH)
+        ).all()
+        for document_id in ids:
+            if runtime.spool.exists(str(document_id)):
+                documents.attach_spool(session, document_id, str(document_id), actor)
+                result.adopted += 1
+                result.requeue.append(document_id)
+            else:
+                # The file is still in the inbox (the rename never ran) or another
+                # watcher claimed it; either way the next scan takes it from there.
+                documents.forget_unclaimed(session, document_id)
+                result.forgotten += 1
+        session.commit()
+
+
+def _collect_stuck(runtime: Runtime, actor: Actor, stuck_after: int,
+                   result: SweepResult) -> None:
+    now = utcnow()
+    with runtime.session() as session:
+        waiting = select(Document.id).where(
+            Document.spool_ref.is_not(None),
+            ((Document.status == "received")
+             & (Document.updated_at < documents.stale_since(stuck_after)))
+            | ((Document.status == "processing") & (Document.lease_until < now)),
+        ).limit(BATCH)
+        ids = list(session.scalars(waiting).all())
+        if not ids:
+            return
+        # Touching updated_at keeps the next sweep from requeueing them again
+        # before the workers had their chance.
+        session.execute(update(Document).where(Document.id.in_(ids),
+                                               Document.status == "received")
+                        .values(updated_at=now))
+        for document_id in ids:
+            documents.record_event(session, document_id, "requeued", actor)
+        session.commit()
+    result.requeue.extend(ids)
+
+
+def _remove_stale_partials(runtime: Runtime, result: SweepResult) -> None:
+    for partial in runtime.spool.stale_incoming(STALE_PARTIAL_SECONDS):
+        partial.unlink(missing_ok=True)
+        result.partials_removed += 1

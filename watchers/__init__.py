@@ -1,0 +1,1 @@
+"""Watching inbox folders for files that scanners and people drop there."""
