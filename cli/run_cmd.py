@@ -41,7 +41,7 @@ def worker(obj: CommandContext, concurrency: int | None, hostname: str | None) -
         folder.mkdir(parents=True, exist_ok=True)
     argv = ["worker", "--loglevel", logging.getLevelName(logging.getLogger().level),
             "--concurrency", str(concurrency or obj.settings.worker_concurrency),
-            "--without-gossip", "--without-mingle"]
+            "--without-gossip", "--without-mingle", "--queues", obj.settings.queue_name]
     if hostname:
         argv += ["--hostname", hostname]
     obj.celery.worker_main(argv)

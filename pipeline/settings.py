@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     var_dir: Path = Path("./var")
     database_url: str = ""
     broker_url: str = ""
+    # Several Sluice installations may share one Redis; each needs its own queue.
+    queue_name: str = "sluice"
     storage_url: str = ""
     s3_endpoint_url: str | None = None
     sse: Literal["AES256", "aws:kms"] = "AES256"

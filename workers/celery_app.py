@@ -26,7 +26,6 @@ from workers.sql_broker import celery_url
 
 INGEST_TASK = "sluice.ingest_document"
 SWEEP_TASK = "sluice.sweep"
-QUEUE = "sluice"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -39,7 +38,7 @@ def make_celery(settings: Settings) -> Celery:
         task_store_errors_even_if_ignored=False,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue_name,
         task_soft_time_limit=settings.task_soft_time_limit_seconds,
         task_time_limit=settings.task_time_limit_seconds,
         broker_transport_options=_transport_options(settings),
@@ -78,5 +77,4 @@ def _transport_options(settings: Settings) -> dict:
 
 def enqueue_ingest(app: Celery, document_id: object, spool_ref: str | None = None) -> None:
     """Ask a worker to process a document; the message holds its id, never its bytes."""
-    app.send_task(INGEST_TASK, args=[str(document_id)],
-                  kwargs={"spool_ref": spool_ref}, queue=QUEUE)
+    app.send_task(INGEST_TASK, args=[str(document_id)], kwargs={"spool_ref": spool_ref})

@@ -25,7 +25,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the database to ``revision``; safe to run again and from many hosts."""
     command.upgrade(alembic_config(database_url), revision)
     log.info("database schema upgraded revision=%s", revision)

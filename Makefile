@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    Sluice on its embedded defaults (SQLite, SQLite broker, local objects)
+#   make test   the whole test suite (PostgreSQL, Redis and a moto S3 server on loopback)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/sluice up
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline workers watchers cli api tests bench
+
+clean:
+	rm -rf $(VENV) var inbox .pytest_cache
