@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline import documents, keys
-from pipeline.db.models import Document
+from pipeline.db.models import FINAL_STATUSES, Document
 from pipeline.detect import HEAD_BYTES, detect, is_allowed
 from pipeline.documents import Actor, DuplicateContent
 from pipeline.errors import (
@@ -88,10 +88,31 @@ def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> s
     except TransientError as error:
         _give_back(run, str(error))
         raise
+    except FileNotFoundError:
+        # Another delivery of this work finished first and removed the spooled copy.
+        return _after_spool_vanished(run)
     except (OperationalError, InterfaceError) as error:
         # The database went away mid-way: as transient as a bucket outage.
         _give_back(run, f"database: {type(error).__name__}")
         raise TransientError(f"database unavailable: {type(error).__name__}") from error
+
+
+def _after_spool_vanished(run: Run) -> str:
+    with run.runtime.session() as session:
+        current = documents.get(session, run.id)
+    if current is not None and current.status in FINAL_STATUSES:
+        _delete_uploaded_unless_kept(run, current)
+        log.info("ingest superseded document_id=%s status=%s", run.id, current.status)
+        return "skipped"
+    return _fail(run, Unreadable("the spooled copy disappeared while it was processed"))
+
+
+def _delete_uploaded_unless_kept(run: Run, current: Document) -> None:
+    # Keys derive from the document id, so a finished twin uploaded the same keys;
+    # only keys the stored row does not name would be orphans.
+    kept = {current.s3_key, current.thumbnail_key}
+    run.uploaded = [key for key in run.uploaded if key not in kept]
+    _delete_uploaded(run)
 
 
 def _process(run: Run) -> str:

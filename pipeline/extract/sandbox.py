@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import select
 import subprocess
 import sys
@@ -21,6 +22,9 @@ from pipeline.extract import Extraction
 from pipeline.extract.server import HEADER, write_message
 
 log = logging.getLogger(__name__)
+
+# Starting Python and importing PDFium and Pillow; generous for a loaded machine.
+STARTUP_SECONDS = 60.0
 
 
 class Sandbox:
@@ -46,6 +50,8 @@ class Sandbox:
                 # A deadline, a crash or the task's own time limit: the child is
                 # mid-file and out of step, so it goes.
                 self.stop()
+        if answer.get("exiting"):
+            self.stop()
         if "error" in answer:
             code, message = answer["error"]
             raise permanent_error(code, message)
@@ -67,13 +73,16 @@ class Sandbox:
         os.close(child_read)
         os.close(child_write)
         self._to_child, self._from_child = parent_write, parent_read
+        try:
+            self._receive(time.monotonic() + STARTUP_SECONDS)
+        except Exception:
+            self.stop()
+            raise
         log.debug("sandbox started pid=%s", self._process.pid)
 
     def _receive(self, deadline: float) -> dict:
         header = self._read(HEADER.size, deadline)
         (length,) = HEADER.unpack(header)
-        import pickle
-
         return pickle.loads(self._read(length, deadline))
 
     def _read(self, size: int, deadline: float) -> bytes:
@@ -82,7 +91,7 @@ class Sandbox:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
                 raise ParseTimeout(
-                    f"reading the file took longer than {self.timeout_seconds:.0f} s"
+                    f"reading the file took longer than {self.timeout_seconds:g} s"
                 )
             chunk = os.read(self._from_child, min(remaining, 1 << 20))
             if not chunk:

@@ -66,6 +66,8 @@ def serve(read_fd: int, write_fd: int) -> None:
     from pipeline.errors import PermanentError
     from pipeline.extract.readers import read_file
 
+    # Imports are done: the parent's deadline for a file starts after this.
+    write_message(write_fd, {"ready": os.getpid()})
     while (request := read_message(read_fd)) is not None:
         try:
             result = read_file(Path(request["path"]), request["mime_type"],
@@ -74,8 +76,10 @@ def serve(read_fd: int, write_fd: int) -> None:
         except PermanentError as error:
             write_message(write_fd, {"error": (error.code, error.message)})
         except MemoryError:
+            # The heap may be in pieces now: answer, then make way for a fresh process.
             write_message(write_fd, {"error": ("decompression_bomb",
-                                               "reading the file exceeded the memory limit")})
+                                               "reading the file exceeded the memory limit"),
+                                     "exiting": True})
             sys.exit(3)
         except RecursionError:
             write_message(write_fd, {"error": ("corrupt", "structure nested too deeply")})
