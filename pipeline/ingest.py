@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline import documents, keys
+from pipeline import documents, failpoints, keys
 from pipeline.db.models import FINAL_STATUSES, Document
 from pipeline.detect import HEAD_BYTES, detect, is_allowed
 from pipeline.documents import Actor, DuplicateContent
@@ -74,13 +74,13 @@ class Run:
 
 def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> str:
     """Process one document; returns its final status, or "skipped"."""
-    with runtime.session() as session:
-        document = documents.claim(session, document_id, actor, runtime.settings.lease_seconds)
+    document = _claim(runtime, document_id, actor)
     if document is None:
         log.info("ingest skipped document_id=%s reason=final_or_leased", document_id)
         return "skipped"
 
     run = Run(runtime, document, actor)
+    failpoints.reach(runtime.settings, "ingest.after_claim")
     try:
         return _process(run)
     except PermanentError as error:
@@ -95,6 +95,27 @@ def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> s
         # The database went away mid-way: as transient as a bucket outage.
         _give_back(run, f"database: {type(error).__name__}")
         raise TransientError(f"database unavailable: {type(error).__name__}") from error
+
+
+def _claim(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> Document | None:
+    try:
+        with runtime.session() as session:
+            document = documents.claim(session, document_id, actor,
+                                       runtime.settings.lease_seconds)
+            if document is None:
+                _tidy_finished(runtime, documents.get(session, document_id))
+            return document
+    except (OperationalError, InterfaceError) as error:
+        raise TransientError(f"database unavailable: {type(error).__name__}") from error
+
+
+def _tidy_finished(runtime: Runtime, document: Document | None) -> None:
+    """A worker that died after the commit left the spooled copy behind: remove it."""
+    if document is None or document.status not in ("stored", "duplicate"):
+        return
+    if document.spool_ref and runtime.spool.exists(document.spool_ref):
+        runtime.spool.remove(document.spool_ref)
+        log.info("removed leftover spool copy document_id=%s", document.id)
 
 
 def _after_spool_vanished(run: Run) -> str:
@@ -128,6 +149,7 @@ def _process(run: Run) -> str:
         path, facts.mime_type, facts.charset, run.runtime.settings.thumbnail_max_px
     )
     stored, thumbnail = _upload(run, path, extraction)
+    failpoints.reach(run.runtime.settings, "ingest.after_upload")
     return _commit(run, stored, thumbnail, extraction)
 
 
@@ -232,6 +254,7 @@ def _commit(run: Run, stored: StoredObject, thumbnail: StoredObject | None,
     if not won:
         log.info("ingest superseded document_id=%s", run.id)
         return "skipped"
+    failpoints.reach(run.runtime.settings, "ingest.after_commit")
     _clean_up(run)
     log.info("stored document_id=%s mime=%s pages=%s text_length=%s",
              run.id, run.facts.mime_type, extraction.page_count, values["text_length"])

@@ -92,10 +92,13 @@ class Settings(BaseSettings):
     presign_expiry_seconds: int = Field(default=3600, gt=0)
     presign_max_expiry_seconds: int = Field(default=7 * 24 * 3600, gt=0)
 
+    # Testing only: named points where a process kills itself (pipeline/failpoints.py).
+    failpoints: CommaList = ()
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
-    @field_validator("api_tokens", "allowed_types", "categories", mode="before")
+    @field_validator("api_tokens", "allowed_types", "categories", "failpoints", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

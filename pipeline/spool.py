@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.errors import TooLarge
+from pipeline.errors import TooLarge, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,10 @@ INCOMING = ".incoming"
 
 class ClaimLost(Exception):
     """Another watcher took the file first (or it vanished)."""
+
+
+class SpoolFull(TransientError):
+    """No space left where the spool is; the source stays where it was."""
 
 
 class SpoolMisplaced(Exception):
@@ -56,6 +60,7 @@ class Spool(Protocol):
     def remove(self, ref: str) -> None: ...
     def move_out(self, ref: str, destination: Path) -> bool: ...
     def stale_incoming(self, older_than_seconds: float) -> Iterator[Path]: ...
+    def iter_refs(self) -> Iterator[tuple[str, float]]: ...
 
 
 class FolderSpool:
@@ -101,6 +106,10 @@ class FolderSpool:
                 out.flush()
                 os.fsync(out.fileno())
             os.rename(partial, self.root / ref)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolFull(f"no space left in the spool {self.root}") from error
+            raise
         finally:
             partial.unlink(missing_ok=True)
         return SpooledFile(ref, size, digest.hexdigest())
@@ -122,6 +131,17 @@ class FolderSpool:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(source, destination)
         return True
+
+    def iter_refs(self) -> Iterator[tuple[str, float]]:
+        """Every spooled file as (ref, mtime); partial writes are not included."""
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    yield entry.name, entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
 
     def stale_incoming(self, older_than_seconds: float) -> Iterator[Path]:
         """Partial writes left by a crashed upload; nobody was told they arrived."""

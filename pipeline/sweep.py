@@ -7,8 +7,11 @@ the ledger: whatever it says is unfinished for too long is handed out again.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
@@ -31,6 +34,7 @@ class SweepResult:
     adopted: int = 0
     forgotten: int = 0
     partials_removed: int = 0
+    spool_cleaned: int = 0
 
 
 def sweep(runtime: Runtime, actor: Actor, stuck_after_seconds: int | None = None) -> SweepResult:
@@ -39,10 +43,11 @@ def sweep(runtime: Runtime, actor: Actor, stuck_after_seconds: int | None = None
     result = SweepResult()
     settle_unclaimed_rows(runtime, actor, stuck_after, result)
     _collect_stuck(runtime, actor, stuck_after, result)
+    _tidy_spool(runtime, actor, stuck_after, result)
     _remove_stale_partials(runtime, result)
-    if result.requeue or result.adopted or result.forgotten:
-        log.info("sweep requeued=%d adopted=%d forgotten=%d", len(result.requeue),
-                 result.adopted, result.forgotten)
+    if result.requeue or result.adopted or result.forgotten or result.spool_cleaned:
+        log.info("sweep requeued=%d adopted=%d forgotten=%d spool_cleaned=%d",
+                 len(result.requeue), result.adopted, result.forgotten, result.spool_cleaned)
     return result
 
 
@@ -91,6 +96,53 @@ def _collect_stuck(runtime: Runtime, actor: Actor, stuck_after: int,
             documents.record_event(session, document_id, "requeued", actor)
         session.commit()
     result.requeue.extend(ids)
+
+
+def _tidy_spool(runtime: Runtime, actor: Actor, stuck_after: int,
+                result: SweepResult) -> None:
+    """Spooled copies nobody will come back for.
+
+    A worker killed after its commit leaves the copy of a finished document behind:
+    it goes. A copy with no row at all (an upload that died before its row was
+    written, so nobody was told it arrived) is moved to quarantine, never deleted.
+    """
+    refs = {}
+    limit = time.time() - stuck_after
+    for ref, mtime in runtime.spool.iter_refs():
+        try:
+            refs[uuid.UUID(ref)] = (ref, mtime)
+        except ValueError:
+            continue
+    for chunk in _chunks(list(refs), BATCH):
+        with runtime.session() as session:
+            statuses = dict(session.execute(
+                select(Document.id, Document.status).where(Document.id.in_(chunk))).all())
+        for document_id in chunk:
+            ref, mtime = refs[document_id]
+            status = statuses.get(document_id)
+            if status in ("stored", "duplicate"):
+                runtime.spool.remove(ref)
+                result.spool_cleaned += 1
+            elif status is None and mtime < limit:
+                _quarantine_orphan(runtime, ref)
+                result.spool_cleaned += 1
+
+
+def _quarantine_orphan(runtime: Runtime, ref: str) -> None:
+    target = runtime.settings.quarantine / f"{ref}-orphaned-in-spool"
+    if runtime.spool.move_out(ref, target):
+        sidecar = target.with_name(target.name + ".error.json")
+        sidecar.write_text(json.dumps({
+            "spool_ref": ref,
+            "error": {"code": "unreadable",
+                      "message": "found in the spool without a document row"},
+        }, indent=2))
+        log.warning("quarantined orphan spool file spool_ref=%s path=%s", ref, target)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _remove_stale_partials(runtime: Runtime, result: SweepResult) -> None:

@@ -94,3 +94,24 @@ def corpus_copy(tmp_path: Path) -> Path:
     target = tmp_path / "corpus"
     shutil.copytree(CORPUS, target)
     return target
+
+
+FAULT_TABLE: list[dict] = []
+
+
+@pytest.fixture(scope="session")
+def fault_report() -> list[dict]:
+    """Rows of the fault table; printed at the end of the session."""
+    return FAULT_TABLE
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    if not FAULT_TABLE:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("| fault | runs | documents in | stored once | duplicates | lost |")
+    write("| --- | --- | --- | --- | --- | --- |")
+    for row in FAULT_TABLE:
+        write(f"| {row['fault']} | {row['runs']} | {row['in']} | {row['stored_once']} "
+              f"| {row['duplicates']} | {row['lost']} |")
