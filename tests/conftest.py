@@ -61,15 +61,14 @@ def make_bucket(endpoint: str, name: str = BUCKET) -> None:
 
 
 def embedded_settings(root: Path, **overrides: object) -> Settings:
-    return Settings(_env_file=None, var_dir=root / "var", inbox=root / "inbox",
-                    api_tokens=("test-token",), **overrides)
+    values = {"var_dir": root / "var", "inbox": root / "inbox", "api_tokens": ("test-token",)}
+    return Settings(_env_file=None, **{**values, **overrides})
 
 
 def services_settings(root: Path, pg: str, moto: MotoServer, **overrides: object) -> Settings:
-    return Settings(_env_file=None, var_dir=root / "var", inbox=root / "inbox",
-                    database_url=pg, broker_url=redis_url(), queue_name=unique_queue(),
-                    storage_url=f"s3://{BUCKET}", s3_endpoint_url=moto.url,
-                    api_tokens=("test-token",), **overrides)
+    values = {"database_url": pg, "broker_url": redis_url(), "queue_name": unique_queue(),
+              "storage_url": f"s3://{BUCKET}", "s3_endpoint_url": moto.url}
+    return embedded_settings(root, **{**values, **overrides})
 
 
 @pytest.fixture(scope="session", params=["embedded", "services"])

@@ -28,7 +28,7 @@ from tests.support.services import MotoServer, unique_queue
 from tests.support.stack import Stack
 from workers.celery_app import INGEST_TASK, enqueue_ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PDF = CORPUS / "pdf" / "pdflatex-4-pages.pdf"
 
