@@ -32,8 +32,8 @@ from pipeline.errors import (
     PermanentError,
     TooLarge,
     TransientError,
-    UnsupportedType,
     Unreadable,
+    UnsupportedType,
 )
 from pipeline.extract import Extraction
 from pipeline.quarantine import quarantine

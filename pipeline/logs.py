@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "sluice_log_context", default={}
+_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "sluice_log_context", default=None
 )
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s%(sluice_context)s"
@@ -19,7 +19,7 @@ class ContextFilter(logging.Filter):
     """Appends ``task_id=… document_id=…`` of the running task to each line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = _context.get()
+        fields = _context.get() or {}
         message = record.getMessage() if fields else ""
         extra = " ".join(f"{key}={value}" for key, value in fields.items()
                          if f"{key}=" not in message)
@@ -29,7 +29,7 @@ class ContextFilter(logging.Filter):
 
 @contextmanager
 def bind_context(**fields: str) -> Iterator[None]:
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:

@@ -142,3 +142,17 @@ def test_content_type_decides_not_the_name(stack: Stack, ingested: dict) -> None
     assert html_named_pdf.mime_type == "text/html"
     assert html_named_pdf.thumbnail_key is None
     assert "type_mismatch" in stack.events(html_named_pdf.id)
+
+
+def test_worker_memory_stays_under_its_caps_on_the_whole_corpus(
+        stack: Stack, ingested: dict) -> None:
+    """The hostile files included: every worker process and reader stays bounded."""
+    from tests.support.stack import command_line, peak_rss_mb, process_tree
+
+    peaks = {pid: peak_rss_mb(pid) for pid in process_tree(stack.worker.pid)}
+    readers = [mb for pid, mb in peaks.items() if "pipeline.extract.server" in command_line(pid)]
+    workers = [mb for pid, mb in peaks.items() if "pipeline.extract.server" not in command_line(pid)]
+
+    assert readers, "the readers ran in their sandbox processes"
+    assert max(readers) <= stack.settings.parser_memory_mb
+    assert max(workers) <= stack.settings.worker_max_memory_mb
