@@ -195,3 +195,15 @@ def mark_failed(session: Session, document_id: uuid.UUID, actor: Actor, code: st
 
 def stale_since(seconds: int) -> datetime:
     return utcnow() - timedelta(seconds=seconds)
+
+
+def add_duplicate(session: Session, actor: Actor, original_id: uuid.UUID,
+                  **fields: Any) -> Document:
+    """A new document that is at once a ``duplicate`` of a stored one: no work to do."""
+    document = Document(status="duplicate", duplicate_of=original_id, spool_ref=None,
+                        attempts=0, is_active=True, tags=list(fields.pop("tags", None) or []),
+                        **fields)
+    session.add(document)
+    session.flush()
+    record_event(session, document.id, "duplicate", actor, duplicate_of=str(original_id))
+    return document

@@ -16,6 +16,10 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipeline.secretfile import read_or_create_secret
+
+SECRET_KEY_FILE = "secret_key"
+
 # The origin API's categories; clinics may replace them with SLUICE_CATEGORIES.
 DEFAULT_CATEGORIES = (
     "medical", "prescription", "referral", "xray", "invoice",
@@ -97,6 +101,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Signs the local store's download links; kept in var_dir/secret_key when unset.
+    secret_key: str | None = None
+    # Where clients reach the API (the local store's download links point here).
+    public_url: str = ""
 
     @field_validator("api_tokens", "allowed_types", "categories", "failpoints", mode="before")
     @classmethod
@@ -122,6 +130,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "spool", var / "spool")
         if self.quarantine is None:
             object.__setattr__(self, "quarantine", var / "quarantine")
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{self.api_host}:{self.api_port}")
         if self.sse == "aws:kms" and not self.sse_kms_key_id:
             raise ValueError("SLUICE_SSE=aws:kms needs SLUICE_SSE_KMS_KEY_ID")
         if self.task_time_limit_seconds <= self.task_soft_time_limit_seconds:
@@ -131,6 +141,17 @@ class Settings(BaseSettings):
     @cached_property
     def storage(self) -> StorageLocation:
         return StorageLocation.parse(self.storage_url)
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        """SLUICE_SECRET_KEY, or a key made once and kept in ``var_dir/secret_key``.
+
+        Read lazily, so that processes which never sign anything (workers, the
+        watcher) never create the file.
+        """
+        if self.secret_key:
+            return self.secret_key.encode()
+        return read_or_create_secret(self.var_dir / SECRET_KEY_FILE).encode()
 
     @property
     def is_embedded_broker(self) -> bool:

@@ -8,7 +8,8 @@ every host mounts. A file enters the spool in one of two ways:
   watchers can never take the same file. The watcher writes the document's row
   before the rename, so a file in the spool always has its row.
 * ``receive``: a stream (HTTP upload, ``sluice ingest``, migration) written to a
-  temporary name, hashed on the way, then renamed into place.
+  temporary name, hashed on the way, then renamed into place. ``open_incoming``
+  does the same piece by piece, for a caller that receives the stream in pieces.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from pipeline.errors import TooLarge, TransientError
 
@@ -51,10 +53,79 @@ class SpooledFile:
     sha256: str
 
 
+class IncomingFile:
+    """A stream on its way into the spool, hashed as it is written.
+
+    It waits under ``.incoming`` until ``commit`` renames it into place; ``abort``
+    removes it from wherever it got to. The bytes are written exactly once.
+    """
+
+    def __init__(self, root: Path, document_id: uuid.UUID, max_size: int):
+        self.document_id = document_id
+        self.ref = str(document_id)
+        self.path = root / INCOMING / f"{self.ref}.part"
+        self._final = root / self.ref
+        self._max_size = max_size
+        self._digest = hashlib.sha256()
+        with _full_spool_is_transient(root):
+            self._out: BinaryIO | None = self.path.open("xb")
+        self._spooled: SpooledFile | None = None
+        self._committed = False
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``; raise TooLarge past the limit (the caller aborts)."""
+        self.size += len(chunk)
+        if self.size > self._max_size:
+            raise TooLarge(f"larger than the limit of {self._max_size} bytes")
+        self._digest.update(chunk)
+        with _full_spool_is_transient(self._final.parent):
+            self._out.write(chunk)
+
+    def finish(self) -> SpooledFile:
+        """Make the bytes durable and report size and hash; the file is not in place yet."""
+        if self._spooled is None:
+            with _full_spool_is_transient(self._final.parent):
+                self._out.flush()
+                os.fsync(self._out.fileno())
+            self._out.close()
+            self._out = None
+            self._spooled = SpooledFile(self.ref, self.size, self._digest.hexdigest())
+        return self._spooled
+
+    def commit(self) -> SpooledFile:
+        """Put the finished file in place under its ref, where workers look for it."""
+        spooled = self.finish()
+        os.rename(self.path, self._final)
+        self._committed = True
+        return spooled
+
+    def abort(self) -> None:
+        """Leave nothing behind: neither the partial file nor a committed one."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        self.path.unlink(missing_ok=True)
+        if self._committed:
+            self._final.unlink(missing_ok=True)
+            self._committed = False
+
+
+@contextmanager
+def _full_spool_is_transient(root: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise SpoolFull(f"no space left in the spool {root}") from error
+        raise
+
+
 class Spool(Protocol):
     def claim(self, source: Path, document_id: uuid.UUID) -> str: ...
     def receive(self, document_id: uuid.UUID, chunks: Iterable[bytes],
                 max_size: int) -> SpooledFile: ...
+    def open_incoming(self, document_id: uuid.UUID, max_size: int) -> IncomingFile: ...
     def local_path(self, ref: str) -> Path: ...
     def exists(self, ref: str) -> bool: ...
     def remove(self, ref: str) -> None: ...
@@ -92,27 +163,18 @@ class FolderSpool:
         self, document_id: uuid.UUID, chunks: Iterable[bytes], max_size: int
     ) -> SpooledFile:
         """Write a stream into the spool, hashing it; refuse it past ``max_size``."""
-        ref = str(document_id)
-        partial = self.root / INCOMING / f"{ref}.part"
-        digest, size = hashlib.sha256(), 0
+        incoming = self.open_incoming(document_id, max_size)
         try:
-            with partial.open("wb") as out:
-                for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_size:
-                        raise TooLarge(f"larger than the limit of {max_size} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.rename(partial, self.root / ref)
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise SpoolFull(f"no space left in the spool {self.root}") from error
+            for chunk in chunks:
+                incoming.write(chunk)
+            return incoming.commit()
+        except BaseException:
+            incoming.abort()
             raise
-        finally:
-            partial.unlink(missing_ok=True)
-        return SpooledFile(ref, size, digest.hexdigest())
+
+    def open_incoming(self, document_id: uuid.UUID, max_size: int) -> IncomingFile:
+        """Start writing a stream piece by piece (an HTTP upload as it arrives)."""
+        return IncomingFile(self.root, document_id, max_size)
 
     def local_path(self, ref: str) -> Path:
         return self.root / ref

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -145,3 +146,19 @@ class DocumentEvent(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     task_id: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# Migration 0002: search. PostgreSQL indexes names and texts with GIN over
+# sluice_search_vector() (a SQL function the migration creates); SQLite keeps an
+# FTS5 table and its key table, maintained by triggers, outside this metadata.
+Index("ix_documents_duplicate_of", Document.duplicate_of)
+Index(
+    "ix_document_texts_search",
+    func.sluice_search_vector(DocumentText.content),
+    postgresql_using="gin",
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_documents_name_search",
+    func.sluice_search_vector(Document.original_name),
+    postgresql_using="gin",
+).ddl_if(dialect="postgresql")

@@ -127,6 +127,14 @@ class LocalStore:
                 yield ObjectInfo(key=key, size=stat.st_size,
                                  last_modified=datetime.fromtimestamp(stat.st_mtime, UTC))
 
+    def local_path(self, key: str) -> Path | None:
+        """Where the object at ``key`` is on disk; None when there is none."""
+        try:
+            path = self._object_path(key)
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
     def open(self, key: str):  # noqa: ANN201 - a binary file object
         return self._object_path(key).open("rb")
 
