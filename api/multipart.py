@@ -152,9 +152,11 @@ class MultipartReader:
 
     async def _write_pending(self, final: bool) -> None:
         for part in self._form.files:
+            # A new part's spool file is opened at once, so that its first bytes
+            # are on disk while the rest arrives.
+            opening = part.incoming is None
             full = len(part.pending) >= FLUSH_BYTES
-            complete = part.ended and (part.pending or part.incoming is None)
-            if full or complete or (final and part.pending):
+            if opening or full or ((part.ended or final) and part.pending):
                 await anyio.to_thread.run_sync(part.flush, self._new_incoming)
 
     def _new_incoming(self) -> IncomingFile:

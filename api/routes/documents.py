@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -62,6 +63,53 @@ Moment = Annotated[datetime | None, AfterValidator(_utc)]
 DocumentId = uuid.UUID
 
 
+@dataclass(frozen=True)
+class ListFilters:
+    category: str | None
+    content_type_id: int | None
+    object_id: str | None
+    status: str | None
+    uploaded_by: str | None
+    uploaded_after: datetime | None
+    uploaded_before: datetime | None
+    q: str | None
+    include_deleted: bool
+
+    def conditions(self, dialect: str) -> list[Any]:
+        conditions: list[Any] = []
+        if not self.include_deleted:
+            conditions.append(Document.is_active.is_(True))
+        for name in ("category", "content_type_id", "object_id", "status", "uploaded_by"):
+            value = getattr(self, name)
+            if value is not None:
+                conditions.append(getattr(Document, name) == value)
+        if self.uploaded_after is not None:
+            conditions.append(Document.uploaded_at >= self.uploaded_after)
+        if self.uploaded_before is not None:
+            conditions.append(Document.uploaded_at < self.uploaded_before)
+        if self.q:
+            conditions.append(search.matches(dialect, self.q))
+        return conditions
+
+
+def list_filters(
+    category: Annotated[Text, Query(max_length=255)] = None,
+    content_type_id: Annotated[int | None, Query(ge=-INT32, lt=INT32)] = None,
+    object_id: Annotated[Text, Query(max_length=255)] = None,
+    status: Annotated[Status | None, Query()] = None,
+    uploaded_by: Annotated[Text, Query(max_length=255)] = None,
+    uploaded_after: Annotated[Moment, Query(
+        description="uploaded_at at or after this moment (ISO 8601)")] = None,
+    uploaded_before: Annotated[Moment, Query(
+        description="uploaded_at before this moment (ISO 8601)")] = None,
+    q: Annotated[Text, Query(max_length=500, description=(
+        'Full text over names and extracted text: words, "phrases", -excluded'))] = None,
+    include_deleted: Annotated[bool, Query(description="Also list deleted documents.")] = False,
+) -> ListFilters:
+    return ListFilters(category, content_type_id, object_id, status, uploaded_by,
+                       uploaded_after, uploaded_before, q, include_deleted)
+
+
 @router.get("/bucket_status/", response_model=BucketStatus, responses=ERRORS)
 def bucket_status(services: Services = Depends(get_services)) -> dict[str, Any]:
     """The bucket's name and region, and whether Sluice can reach it now."""
@@ -73,23 +121,14 @@ def bucket_status(services: Services = Depends(get_services)) -> dict[str, Any]:
 @router.get("/", response_model=DocumentPage, responses=ERRORS)
 def list_documents(
     request: Request,
+    filters: ListFilters = Depends(list_filters),
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    offset: Annotated[int, Query(ge=0, lt=INT32)] = 0,
     services: Services = Depends(get_services),
-    limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0, lt=INT32),
-    category: Text = Query(None, max_length=255),
-    content_type_id: int | None = Query(None, ge=-INT32, lt=INT32),
-    object_id: Text = Query(None, max_length=255),
-    status: Status | None = Query(None),
-    uploaded_by: Text = Query(None, max_length=255),
-    uploaded_after: Moment = Query(None, description="uploaded_at >= this (ISO 8601)"),
-    uploaded_before: Moment = Query(None, description="uploaded_at < this (ISO 8601)"),
-    q: Text = Query(None, max_length=500, description=(
-        'Full text over names and extracted text: words, "phrases", -excluded')),
-    include_deleted: bool = Query(False, description="Also list deleted documents."),
 ) -> dict[str, Any]:
     """Documents, newest first, one page at a time (``limit``/``offset``)."""
     with services.runtime.session() as session:
-        conditions = _conditions(session, locals())
+        conditions = filters.conditions(session.get_bind().dialect.name)
         total = session.scalar(select(func.count()).select_from(Document).where(*conditions))
         rows = session.scalars(
             select(Document).where(*conditions)
@@ -102,22 +141,6 @@ def list_documents(
         "previous": _page_url(request, max(offset - limit, 0), limit) if offset else None,
         "results": [document_dict(row) for row in rows],
     }
-
-
-def _conditions(session: Session, given: dict[str, Any]) -> list[Any]:
-    conditions: list[Any] = []
-    if not given["include_deleted"]:
-        conditions.append(Document.is_active.is_(True))
-    for name in ("category", "content_type_id", "object_id", "status", "uploaded_by"):
-        if given[name] is not None:
-            conditions.append(getattr(Document, name) == given[name])
-    if given["uploaded_after"] is not None:
-        conditions.append(Document.uploaded_at >= given["uploaded_after"])
-    if given["uploaded_before"] is not None:
-        conditions.append(Document.uploaded_at < given["uploaded_before"])
-    if given["q"]:
-        conditions.append(search.matches(session.get_bind().dialect.name, given["q"]))
-    return conditions
 
 
 def _page_url(request: Request, offset: int, limit: int) -> str:
@@ -137,9 +160,9 @@ def get_document(document_id: DocumentId,
 def download_url(
     document_id: DocumentId,
     services: Services = Depends(get_services),
-    expires_in: int | None = Query(None, ge=1, lt=INT32, description=(
+    expires_in: Annotated[int | None, Query(ge=1, lt=INT32, description=(
         "Seconds the link stays valid; default SLUICE_PRESIGN_EXPIRY_SECONDS, "
-        "capped at SLUICE_PRESIGN_MAX_EXPIRY_SECONDS")),
+        "capped at SLUICE_PRESIGN_MAX_EXPIRY_SECONDS"))] = None,
 ) -> dict[str, Any]:
     """A pre-signed link that downloads the original, as an attachment under its name."""
     with services.runtime.session() as session:
@@ -162,7 +185,7 @@ def download_url(
 def thumbnail_url(
     document_id: DocumentId,
     services: Services = Depends(get_services),
-    expires_in: int | None = Query(None, ge=1, lt=INT32),
+    expires_in: Annotated[int | None, Query(ge=1, lt=INT32)] = None,
 ) -> dict[str, Any]:
     """A pre-signed link to the document's thumbnail (JPEG); 404 when it has none."""
     with services.runtime.session() as session:
