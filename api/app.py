@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = ()) -> F
     install_error_handlers(app)
     for router in (*ROUTERS, *extra_routers):
         app.include_router(router)
+    _publish_categories(app, settings.categories)
     if not settings.api_tokens:
         log.warning("no API tokens configured; the API refuses every request "
                     "until SLUICE_API_TOKENS is set")
@@ -57,3 +60,18 @@ def _sign_local_downloads(runtime: Runtime, settings: Settings) -> None:
     store = runtime.store
     if isinstance(store, LocalStore):
         store.configure_signing(settings.signing_key, settings.public_url)
+
+
+def _publish_categories(app: FastAPI, categories: tuple[str, ...]) -> None:
+    """Name this installation's categories in the upload's OpenAPI description."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = copy.deepcopy(FastAPI.openapi(app))
+            operation = schema["paths"][upload.UPLOAD_PATH]["post"]
+            form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+            form["properties"]["category"]["enum"] = list(categories)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -39,6 +39,7 @@ from pipeline.uploads import ChecksumMismatch, Upload, accept_uploads
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/documents", tags=["documents"])
+UPLOAD_PATH = "/api/documents/upload/"
 
 SHA256_HEADER = "x-content-sha256"
 SHA256_FORMAT = re.compile(r"^[0-9a-fA-F]{64}$")
