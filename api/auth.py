@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -59,7 +60,10 @@ class TokenCheck:
 
 def require_token(
     request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
     check: TokenCheck = request.app.state.token_check
     return check.identify(credentials.credentials if credentials else None)
+
+
+CallerDep = Annotated[Caller, Depends(require_token)]

@@ -13,7 +13,7 @@ from pydantic import AfterValidator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.auth import Caller, require_token
+from api.auth import CallerDep, require_token
 from api.errors import ApiError, error_responses
 from api.schemas import (
     BucketStatus,
@@ -24,7 +24,7 @@ from api.schemas import (
     Status,
     ThumbnailUrl,
 )
-from api.services import Services, get_services
+from api.services import Services, ServicesDep
 from pipeline import documents, keys, search
 from pipeline.db.models import Document, DocumentText
 from pipeline.documents import Actor
@@ -111,7 +111,7 @@ def list_filters(
 
 
 @router.get("/bucket_status/", response_model=BucketStatus, responses=ERRORS)
-def bucket_status(services: Services = Depends(get_services)) -> dict[str, Any]:
+def bucket_status(services: ServicesDep) -> dict[str, Any]:
     """The bucket's name and region, and whether Sluice can reach it now."""
     store = services.runtime.store
     return {"bucket_name": store.bucket, "region": store.region,
@@ -121,10 +121,10 @@ def bucket_status(services: Services = Depends(get_services)) -> dict[str, Any]:
 @router.get("/", response_model=DocumentPage, responses=ERRORS)
 def list_documents(
     request: Request,
-    filters: ListFilters = Depends(list_filters),
+    filters: Annotated[ListFilters, Depends(list_filters)],
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     offset: Annotated[int, Query(ge=0, lt=INT32)] = 0,
-    services: Services = Depends(get_services),
 ) -> dict[str, Any]:
     """Documents, newest first, one page at a time (``limit``/``offset``)."""
     with services.runtime.session() as session:
@@ -149,7 +149,7 @@ def _page_url(request: Request, offset: int, limit: int) -> str:
 
 @router.get("/{document_id}/", response_model=DocumentOut, responses=ERRORS)
 def get_document(document_id: DocumentId,
-                 services: Services = Depends(get_services)) -> dict[str, Any]:
+                 services: ServicesDep) -> dict[str, Any]:
     """One document, deleted ones included (``is_active`` false)."""
     with services.runtime.session() as session:
         return document_dict(_load(session, document_id))
@@ -159,7 +159,7 @@ def get_document(document_id: DocumentId,
             responses=error_responses(401, 404, 409, 422, 503))
 def download_url(
     document_id: DocumentId,
-    services: Services = Depends(get_services),
+    services: ServicesDep,
     expires_in: Annotated[int | None, Query(ge=1, lt=INT32, description=(
         "Seconds the link stays valid; default SLUICE_PRESIGN_EXPIRY_SECONDS, "
         "capped at SLUICE_PRESIGN_MAX_EXPIRY_SECONDS"))] = None,
@@ -184,7 +184,7 @@ def download_url(
             responses=error_responses(401, 404, 409, 422, 503))
 def thumbnail_url(
     document_id: DocumentId,
-    services: Services = Depends(get_services),
+    services: ServicesDep,
     expires_in: Annotated[int | None, Query(ge=1, lt=INT32)] = None,
 ) -> dict[str, Any]:
     """A pre-signed link to the document's thumbnail (JPEG); 404 when it has none."""
@@ -207,7 +207,7 @@ def thumbnail_url(
 
 @router.get("/{document_id}/text/", response_model=DocumentTextOut, responses=ERRORS)
 def document_text(document_id: DocumentId,
-                  services: Services = Depends(get_services)) -> dict[str, Any]:
+                  services: ServicesDep) -> dict[str, Any]:
     """The text extracted from the document; null when it has none."""
     with services.runtime.session() as session:
         document = _live(session, document_id)
@@ -219,8 +219,8 @@ def document_text(document_id: DocumentId,
 
 @router.delete("/{document_id}/", status_code=204, response_class=Response,
                responses=error_responses(401, 404, 409, 422, 503))
-def delete_document(document_id: DocumentId, caller: Caller = Depends(require_token),
-                    services: Services = Depends(get_services)) -> Response:
+def delete_document(document_id: DocumentId, caller: CallerDep,
+                    services: ServicesDep) -> Response:
     """Soft delete in the database, then remove the original and thumbnail from the bucket.
 
     Deleting again is harmless, and retries a bucket removal that failed.

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from api.errors import ApiError, error_responses
-from api.services import Services, get_services
+from api.services import ServicesDep
 from pipeline.storage.disposition import attachment
 from pipeline.storage.local import LocalStore
 
@@ -33,11 +34,11 @@ FILE_RESPONSES = {200: {"content": {"application/octet-stream": {}}},
             operation_id="get_signed_file")
 def signed_file(
     key: str,
-    expires: str = Query(...),
-    name: str = Query(...),
-    type: str = Query(...),  # noqa: A002 - the signed URL's parameter name
-    signature: str = Query(...),
-    services: Services = Depends(get_services),
+    expires: Annotated[str, Query()],
+    name: Annotated[str, Query()],
+    type: Annotated[str, Query()],  # noqa: A002 - the signed URL's parameter name
+    signature: Annotated[str, Query()],
+    services: ServicesDep,
 ) -> FileResponse:
     """The object at ``key``, when the link's signature is valid and it has not expired."""
     store = services.runtime.store

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.errors import error_responses
 from api.schemas import Health, Readiness
-from api.services import Services, get_services
+from api.services import Services, ServicesDep
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "Not ready"},
                        **error_responses(422)})
-def readyz(services: Services = Depends(get_services)) -> JSONResponse:
+def readyz(services: ServicesDep) -> JSONResponse:
     """Database, broker and bucket reachable: 200; otherwise 503 with what failed."""
     checks = {
         "database": _check(lambda: _database_answers(services)),
@@ -60,6 +60,6 @@ def _database_answers(services: Services) -> bool:
 def _broker_answers(services: Services) -> bool:
     with services.celery.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-        # Redis connects lazily; a channel makes the transport really talk to it.
-        connection.default_channel
-    return True
+        # Redis connects lazily; opening a channel makes it really talk to the server.
+        channel = connection.default_channel
+    return channel is not None

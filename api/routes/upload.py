@@ -12,12 +12,12 @@ import logging
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from api.auth import Caller, require_token
+from api.auth import Caller, CallerDep
 from api.errors import ApiError, error_responses
 from api.multipart import (
     FORM_OVERHEAD_BYTES,
@@ -28,7 +28,7 @@ from api.multipart import (
     boundary_of,
 )
 from api.schemas import UploadBatch, UploadedDocument
-from api.services import Services, get_services
+from api.services import Services, ServicesDep
 from pipeline.db.models import Document
 from pipeline.documents import Actor
 from pipeline.errors import CorruptFile, EmptyFile, TooLarge, UnsupportedType
@@ -86,8 +86,8 @@ UPLOAD_FORM_SCHEMA = {
         }],
     },
 )
-async def upload(request: Request, caller: Caller = Depends(require_token),
-                 services: Services = Depends(get_services)) -> JSONResponse:
+async def upload(request: Request, caller: CallerDep,
+                 services: ServicesDep) -> JSONResponse:
     """Stream the files into Sluice; answers 202 with the new document(s).
 
     A file whose content Sluice already stores comes back at once as a
