@@ -1,0 +1,156 @@
+"""Upload throughput and memory of ``sluice serve``, next to ``cp`` of the same file.
+
+    python bench/api_upload.py [--size-mb 500] [--keep]
+
+Starts ``sluice serve`` on the embedded defaults in a temporary folder, makes a
+text file of the given size there, and uploads it with curl (which streams it
+from disk, as a client would). Reports, for the upload, MB/s (wall time from
+the first byte sent to the 202) and the API process's peak RSS growth (VmHWM
+after the upload, with the peak reset just before it, minus VmRSS before); and
+for ``cp`` of the same file (and ``cp`` plus ``sync`` of the copy, since the
+upload makes its spool file durable before answering), MB/s and cp's peak RSS
+(from /usr/bin/time). The file is in the page cache for all of them; runs are
+interleaved and the median run of each is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_file(path: Path, size_mb: int) -> None:
+    """Text (an accepted type), random so that nothing compresses or dedupes it."""
+    with path.open("wb") as out:
+        for _ in range(size_mb):
+            line = os.urandom(MB // 2 - 1).hex().encode()
+            out.write(line[: MB - 1] + b"\n")
+
+
+def kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SLUICE_VAR_DIR": str(root / "var"), "SLUICE_API_TOKENS": TOKEN,
+           "SLUICE_INBOX": str(root / "inbox"), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "cli.main", "db", "upgrade"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--log-level", "WARNING", "serve",
+         "--port", str(port)], cwd=root, env=env, stdout=subprocess.DEVNULL,
+        stderr=(root / "serve.log").open("wb"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError((root / "serve.log").read_text())
+
+
+def measure_cp(source: Path, target: Path, sync: bool) -> dict[str, float]:
+    """cp under /usr/bin/time, for its own peak RSS; optionally sync the copy too."""
+    command = f'cp "{source}" "{target}"' + (f' && sync "{target}"' if sync else "")
+    started = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", command],
+                          check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    target.unlink()
+    return {"seconds": seconds, "peak_rss_kib": int(done.stderr.strip().splitlines()[-1])}
+
+
+def measure_upload(port: int, pid: int, source: Path) -> dict[str, float]:
+    # Warm the app (first request imports and connects lazily), then reset the peak.
+    httpx.get(f"http://127.0.0.1:{port}/api/documents/",
+              headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+    before = kib(pid, "VmRSS")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {TOKEN}",
+         "-F", f"file=@{source}", f"http://127.0.0.1:{port}/api/documents/upload/"],
+        check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    answer = json.loads(done.stdout)
+    return {"seconds": seconds, "rss_before_kib": before,
+            "peak_rss_kib": kib(pid, "VmHWM"), "status": answer["status"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each; medians shown")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    source = root / "big.txt"
+    make_file(source, args.size_mb)
+    size_mb = source.stat().st_size / MB
+
+    port = free_port()
+    server = start_server(root, port)
+    copies, synced, uploads = [], [], []
+    try:
+        # Interleaved, so that drift on a shared machine hits all three alike.
+        for _ in range(args.runs):
+            # Each starts with no dirty pages left over from the one before.
+            os.sync()
+            copies.append(measure_cp(source, root / "copy.txt", sync=False))
+            os.sync()
+            synced.append(measure_cp(source, root / "copy.txt", sync=True))
+            os.sync()
+            uploads.append(measure_upload(port, server.pid, source))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if not args.keep:
+            shutil.rmtree(root)
+
+    copy, copy_sync, upload = median(copies), median(synced), median(uploads)
+    growth_mb = (upload["peak_rss_kib"] - upload["rss_before_kib"]) / 1024
+    worst_mb = max(run["peak_rss_kib"] - run["rss_before_kib"] for run in uploads) / 1024
+    print(f"file: {size_mb:.0f} MB")
+    print(f"upload to sluice serve: {size_mb / upload['seconds']:.0f} MB/s "
+          f"({upload['seconds']:.2f} s), API peak RSS growth {growth_mb:.1f} MB "
+          f"(RSS before {upload['rss_before_kib'] / 1024:.0f} MB, peak "
+          f"{upload['peak_rss_kib'] / 1024:.0f} MB; largest growth of any run "
+          f"{worst_mb:.1f} MB), answered {upload['status']}")
+    for label, result in (("cp", copy), ("cp + sync", copy_sync)):
+        print(f"{label}: {size_mb / result['seconds']:.0f} MB/s ({result['seconds']:.2f} s), "
+              f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MB")
+
+
+def median(runs: list[dict]) -> dict:
+    """The run with the median time (its other figures come with it)."""
+    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+
+
+if __name__ == "__main__":
+    main()
