@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.errors import TransientError
@@ -101,6 +102,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    for service_error in (TransientError, OperationalError, InterfaceError):
+    for service_error in (TransientError, OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(service_error, _on_service_error)
     app.add_exception_handler(Exception, _on_unexpected)
