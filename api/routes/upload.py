@@ -106,10 +106,7 @@ async def upload(request: Request, caller: CallerDep,
     stream = request.stream()
     try:
         form = await reader.read(stream)
-    except TooLarge as error:
-        await _drain(stream)
-        raise ApiError(413, "too_large", str(error)) from None
-    except FieldTooLarge as error:
+    except (TooLarge, FieldTooLarge) as error:
         await _drain(stream)
         raise ApiError(413, "too_large", str(error)) from None
     except MalformedUpload as error:
