@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class Intake:
     uploaded_by: str | None = None
     content_type_id: int | None = None
     object_id: str | None = None
+    source_modified_at: datetime | None = None
+    migration_run_id: uuid.UUID | None = None
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,8 @@ class Intake:
             "category": self.category, "description": self.description,
             "tags": list(self.tags), "uploaded_by": self.uploaded_by,
             "content_type_id": self.content_type_id, "object_id": self.object_id,
+            "source_modified_at": self.source_modified_at,
+            "migration_run_id": self.migration_run_id,
         }
 
 
@@ -83,9 +88,14 @@ def claim_from_inbox(runtime: Runtime, path: Path, intake: Intake,
 
 
 def receive_stream(runtime: Runtime, chunks: Iterable[bytes], intake: Intake,
-                   actor: Actor, max_size: int | None = None) -> Document:
-    """Spool a stream (upload, CLI, migration) and record it as ``received``."""
-    document_id = uuid.uuid4()
+                   actor: Actor, max_size: int | None = None,
+                   document_id: uuid.UUID | None = None) -> Document:
+    """Spool a stream (upload, CLI, migration) and record it as ``received``.
+
+    A caller that must recognise its own document after a crash (the migration)
+    passes a ``document_id`` it can derive again.
+    """
+    document_id = document_id or uuid.uuid4()
     limit = max_size or runtime.settings.max_file_size
     spooled = runtime.spool.receive(document_id, chunks, limit)
 

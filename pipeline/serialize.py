@@ -11,7 +11,11 @@ PUBLIC_FIELDS = (
     "s3_bucket", "s3_key", "thumbnail_key", "page_count", "encrypted", "text_length",
     "category", "description", "tags", "uploaded_by", "content_type_id", "object_id",
     "source", "source_path", "uploaded_at", "updated_at", "is_active", "duplicate_of",
+    "source_modified_at", "migration_run_id",
 )
+
+
+TIMESTAMP_FIELDS = ("uploaded_at", "updated_at", "source_modified_at")
 
 
 def document_dict(document: Document) -> dict[str, Any]:
@@ -19,9 +23,9 @@ def document_dict(document: Document) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in PUBLIC_FIELDS:
         value = getattr(document, name)
-        if name in ("id", "duplicate_of") and value is not None:
+        if name in ("id", "duplicate_of", "migration_run_id") and value is not None:
             value = str(value)
-        elif name in ("uploaded_at", "updated_at") and value is not None:
+        elif name in TIMESTAMP_FIELDS and value is not None:
             value = value.isoformat().replace("+00:00", "Z")
         out[name] = value
     out["tags"] = list(document.tags or [])

@@ -106,6 +106,20 @@ class Settings(BaseSettings):
     # Where clients reach the API (the local store's download links point here).
     public_url: str = ""
 
+    # Batch migration (``sluice migrate``). Documents of a run that are not final
+    # yet; each holds at most one spooled file, so this bounds queue and spool.
+    migrate_max_in_flight: int = Field(default=200, ge=1)
+    # Bytes any one archive (with the archives inside it) may expand to.
+    migrate_max_expanded_bytes: int = Field(default=64 * 1024**3, gt=0)
+    # Expansion ratio (expanded / compressed) beyond which an entry or an archive
+    # is a compression bomb. Office files and text rarely pass 20:1; bombs reach
+    # 1000:1 and more. Ratios are judged only once this many bytes came out, so a
+    # small, very compressible file never trips it.
+    migrate_max_ratio: float = Field(default=100.0, gt=1)
+    migrate_ratio_after_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Archives inside archives: the source archive is depth 1.
+    migrate_max_depth: int = Field(default=5, ge=1)
+
     @field_validator("api_tokens", "allowed_types", "categories", "failpoints", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -105,6 +105,10 @@ class Document(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     deleted_at: Mapped[datetime | None] = mapped_column()
 
+    # Batch migration: the entry's own modification time, and the run it came in.
+    source_modified_at: Mapped[datetime | None] = mapped_column()
+    migration_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
     __table_args__ = (
         # One stored, live document per content; duplicates point at it.
         Index(
@@ -118,6 +122,7 @@ class Document(Base):
         Index("ix_documents_status_updated_at", "status", "updated_at"),
         Index("ix_documents_link", "content_type_id", "object_id"),
         Index("ix_documents_sha256", "sha256"),
+        Index("ix_documents_migration_run_status", "migration_run_id", "status"),
     )
 
 
@@ -162,3 +167,42 @@ Index(
     func.sluice_search_vector(Document.original_name),
     postgresql_using="gin",
 ).ddl_if(dialect="postgresql")
+
+
+class MigrationRun(Base):
+    """One batch migration of a source; its id derives from the source and options."""
+
+    __tablename__ = "migration_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    owner: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    passes: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class MigrationEntry(Base):
+    """What became of one entry of a migration run; written once per entry."""
+
+    __tablename__ = "migration_entries"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("migration_runs.id"))
+    # sha256 of the entry's key (its place in the source), unique within the run.
+    entry_key: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    document_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    source_modified_at: Mapped[datetime | None] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("uq_migration_entries_run_key", "run_id", "entry_key", unique=True),
+    )

@@ -1,0 +1,37 @@
+"""The bound on documents in flight: spool no more until the workers catch up.
+
+Every document of the run that is not final holds a spooled file and a queued
+message. The count is asked of the database only when the local estimate
+(last count plus documents spooled since) reaches the limit, so a migration
+that the workers keep up with costs one query per ``limit`` documents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+POLL_SECONDS = 0.2
+
+
+class InFlightLimit:
+    def __init__(self, limit: int, count_unfinished: Callable[[], int],
+                 on_wait: Callable[[int], None] = lambda _: None):
+        self.limit = limit
+        self.count_unfinished = count_unfinished
+        self.on_wait = on_wait
+        self._estimate = 0
+
+    def wait_for_room(self) -> None:
+        """Return when one more document may be spooled."""
+        if self._estimate < self.limit:
+            return
+        while True:
+            self._estimate = self.count_unfinished()
+            if self._estimate < self.limit:
+                return
+            self.on_wait(self._estimate)
+            time.sleep(POLL_SECONDS)
+
+    def taken(self) -> None:
+        self._estimate += 1

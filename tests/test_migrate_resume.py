@@ -1,0 +1,183 @@
+"""A migration stopped or killed half-way, run again, ends as if it never stopped."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.migration.ledger import run_id_for
+from pipeline.migration.migrate import MigrationRequest, StopRequested, run_migration
+from pipeline.migration.options import MigrationOptions
+from tests.support.migration import (
+    Migration,
+    ledger_rows,
+    make_zip,
+    migrate,
+    run_documents,
+    start_migrate,
+    unique_bytes,
+    wait_for,
+)
+from tests.support.stack import Stack
+
+FILES_IN_TREE = 60 + 2 + 10
+
+
+def make_tree(root: Path, label: str) -> Path:
+    """72 files: folders of documents, a duplicate pair, a zip of 10, one bad name."""
+    for number in range(60):
+        folder = root / f"box-{number % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        document = folder / f"doc-{number:03d}.txt"
+        document.write_bytes(unique_bytes(f"{label} {number}"))
+    twin = unique_bytes(f"{label} twin")
+    (root / "box-0" / "letter.txt").write_bytes(twin)
+    (root / "box-3" / "copy of letter.txt").write_bytes(twin)
+    make_zip(root / "box-2" / "old.zip",
+             [(f"inner/scan-{n}.txt", unique_bytes(f"{label} inner {n}"))
+              for n in range(10)] + [("../escape.txt", b"no")])
+    return root
+
+
+def contents(root: Path) -> dict[str, str]:
+    """Expected source_path -> sha256 of every file the tree should bring in."""
+    import zipfile
+
+    expected = {}
+    for path in root.rglob("*"):
+        relative = path.relative_to(root).as_posix()
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if not info.filename.startswith(".."):
+                        expected[f"{relative}/{info.filename}"] = hashlib.sha256(
+                            archive.read(info)).hexdigest()
+        elif path.is_file():
+            expected[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return expected
+
+
+def assert_taken_once(stack: Stack, run_id: object, root: Path) -> None:
+    documents = run_documents(stack, run_id)
+    paths = [document.source_path for document in documents]
+    assert len(paths) == len(set(paths)), "an entry was taken twice"
+    assert {d.source_path: d.sha256 for d in documents} == contents(root)
+    statuses = sorted(document.status for document in documents)
+    assert statuses == ["duplicate"] + ["stored"] * (FILES_IN_TREE - 1)
+    assert not any(stack.settings.spool.joinpath(str(d.id)).exists() for d in documents)
+
+
+def shape(migration: Migration) -> list[tuple[str, str, str | None]]:
+    return sorted((e["path"], e["outcome"], e["error_code"])
+                  for e in migration.report["entries"])
+
+
+def test_stopped_migration_resumed_takes_each_entry_once(stack: Stack,
+                                                         tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", "stopped")
+    request = MigrationRequest(source=tree, options=MigrationOptions(), max_in_flight=5,
+                               stop_after=25)
+
+    with pytest.raises(StopRequested):
+        run_migration(stack.runtime, stack.app, request)
+    run_id = run_id_for(tree.resolve(), MigrationOptions().fingerprint())
+    assert len(run_documents(stack, run_id)) == 25
+
+    summary = run_migration(stack.runtime, stack.app, replace(request, stop_after=None))
+
+    assert summary.taken_this_pass == FILES_IN_TREE - 25
+    assert summary.outcomes == {"stored": FILES_IN_TREE - 1, "duplicate": 1,
+                                "refused": 1, "unpacked": 1}
+    assert_taken_once(stack, run_id, tree)
+    assert len(ledger_rows(stack, run_id)) == summary.entries
+
+
+def test_killed_migration_resumed_equals_an_uninterrupted_one(stack: Stack,
+                                                              tmp_path: Path) -> None:
+    calm = make_tree(tmp_path / "calm", "calm")
+    crashed = make_tree(tmp_path / "crashed", "crashed")
+    uninterrupted = migrate(stack, calm)
+    assert uninterrupted.returncode == 3, uninterrupted.stderr  # the bad name
+
+    process = start_migrate(stack, crashed, "--max-in-flight", "3")
+    run_id = run_id_for(crashed.resolve(), MigrationOptions().fingerprint())
+    wait_for(lambda: len(run_documents(stack, run_id)) >= 20, timeout=120)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert len(run_documents(stack, run_id)) < FILES_IN_TREE
+
+    resumed = migrate(stack, crashed)
+
+    assert resumed.returncode == uninterrupted.returncode
+    assert shape(resumed) == shape(uninterrupted)
+    assert resumed.summary["taken_this_pass"] < FILES_IN_TREE
+    assert_taken_once(stack, uninterrupted.run_id, calm)
+    assert_taken_once(stack, resumed.run_id, crashed)
+
+
+def test_finished_migration_run_again_takes_nothing(stack: Stack,
+                                                    tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", "again")
+    first = migrate(stack, tree)
+
+    again = migrate(stack, tree)
+
+    assert again.summary["taken_this_pass"] == 0
+    assert shape(again) == shape(first)
+    assert again.report["passes"] == 2
+    assert_taken_once(stack, first.run_id, tree)
+
+
+def test_second_process_on_the_same_run_is_refused(stack: Stack,
+                                                   tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", "busy")
+    process = start_migrate(stack, tree, "--max-in-flight", "1")
+    run_id = run_id_for(tree.resolve(), MigrationOptions().fingerprint())
+    try:
+        wait_for(lambda: len(run_documents(stack, run_id)) >= 1, timeout=120)
+        second = migrate(stack, tree)
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "run the same command again" in stderr
+
+
+def test_document_spooled_just_before_a_crash_is_adopted(stack: Stack,
+                                                         tmp_path: Path) -> None:
+    from pipeline.documents import Actor
+    from pipeline.intake import Intake, receive_stream
+    from pipeline.migration.entries import Entry
+    from pipeline.migration.ledger import RunLedger
+    from pipeline.migration.sources.folder import KEY_PREFIX
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tree / name).write_bytes(unique_bytes(f"adopt {name}"))
+    options = MigrationOptions().fingerprint()
+    run_id = run_id_for(tree.resolve(), options)
+    # The crash: a.txt reached the spool and the database, but neither the
+    # ledger nor the queue heard of it.
+    ledger = RunLedger.open(stack.runtime, run_id, tree.resolve(), options)
+    entry = Entry(key=KEY_PREFIX + "a.txt", path="a.txt", depth=0)
+    spooled = receive_stream(
+        stack.runtime, [(tree / "a.txt").read_bytes()],
+        Intake(source="migration", original_name="a.txt", source_path="a.txt",
+               migration_run_id=run_id),
+        Actor.here(), document_id=ledger.document_id(entry))
+    ledger.finish("interrupted")
+
+    result = migrate(stack, tree)
+
+    documents = {d.source_path: d for d in run_documents(stack, run_id)}
+    assert sorted(documents) == ["a.txt", "b.txt", "c.txt"]
+    assert documents["a.txt"].id == spooled.id
+    assert {d.status for d in documents.values()} == {"stored"}
+    assert result.summary["taken_this_pass"] == 2
