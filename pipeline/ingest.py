@@ -160,8 +160,8 @@ def _locate(run: Run) -> Path:
     return spool.local_path(run.document.spool_ref)
 
 
-def inspect(path: Path, name: str, settings: Any) -> Facts:
-    """Size, SHA-256 and detected type, in one read of the file."""
+def hash_file(path: Path) -> tuple[str, int, bytes]:
+    """SHA-256 (hex), size and the first HEAD_BYTES of the file, in one read."""
     digest, size, head = hashlib.sha256(), 0, b""
     with path.open("rb") as source:
         while chunk := source.read(HASH_CHUNK_BYTES):
@@ -169,7 +169,13 @@ def inspect(path: Path, name: str, settings: Any) -> Facts:
                 head += chunk[: HEAD_BYTES - len(head)]
             digest.update(chunk)
             size += len(chunk)
-    facts = Facts(size=size, sha256=digest.hexdigest())
+    return digest.hexdigest(), size, head
+
+
+def inspect(path: Path, name: str, settings: Any) -> Facts:
+    """Size, SHA-256 and detected type, in one read of the file."""
+    sha256, size, head = hash_file(path)
+    facts = Facts(size=size, sha256=sha256)
 
     if size == 0:
         raise EmptyFile("the file is empty (0 bytes)")
