@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +47,9 @@ class Actor:
 
 def record_event(session: Session, document_id: uuid.UUID, event: str, actor: Actor,
                  **detail: Any) -> None:
-    session.add(DocumentEvent(
+    # A plain INSERT in the caller's transaction: the ORM's unit of work would add
+    # a flush and a RETURNING of the id that nobody reads, on every change.
+    session.execute(insert(DocumentEvent).values(
         document_id=document_id, event=event, worker=actor.worker,
         task_id=actor.task_id, detail=detail or None,
     ))
@@ -91,7 +93,8 @@ def claim(session: Session, document_id: uuid.UUID, actor: Actor,
     the broker only redelivers a message whose worker is gone.
     """
     now = utcnow()
-    taken = session.execute(
+    # One round trip takes the lease and reads the row back (RETURNING).
+    document = session.scalars(
         update(Document)
         .where(
             Document.id == document_id,
@@ -107,14 +110,15 @@ def claim(session: Session, document_id: uuid.UUID, actor: Actor,
         .values(status="processing", lease_owner=actor.lease_owner,
                 lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=Document.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
+        .returning(Document)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).one_or_none()
+    if document is None:
         session.rollback()
         return None
     record_event(session, document_id, "processing", actor)
     session.commit()
-    return session.get(Document, document_id, populate_existing=True)
+    return document
 
 
 def release(session: Session, document_id: uuid.UUID, actor: Actor, reason: str) -> None:
@@ -159,7 +163,7 @@ def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
             session.rollback()
             return False
         if text is not None:
-            session.merge(DocumentText(document_id=document_id, content=text))
+            _save_text(session, document_id, text)
         record_event(session, document_id, "stored", actor, s3_key=values["s3_key"],
                      thumbnail_key=values.get("thumbnail_key"))
         session.commit()
@@ -167,6 +171,23 @@ def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
         session.rollback()
         raise DuplicateContent(values.get("sha256")) from error
     return True
+
+
+def _save_text(session: Session, document_id: uuid.UUID, text: str) -> None:
+    """Insert or replace the document's text in one statement (merge reads first)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        session.merge(DocumentText(document_id=document_id, content=text))
+        return
+    statement = dialect_insert(DocumentText).values(document_id=document_id, content=text)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[DocumentText.document_id],
+        set_={"content": statement.excluded.content},
+    ))
 
 
 def mark_duplicate(session: Session, document_id: uuid.UUID, actor: Actor,
