@@ -51,6 +51,7 @@ class Actor:
 # no entity is loaded.
 _DOCUMENTS, _EVENTS, _TEXTS = Document.__table__, DocumentEvent.__table__, DocumentText.__table__
 _INSERT_EVENT = insert(_EVENTS)
+LIKE_ESCAPE = "/"
 _FINISH = (
     update(_DOCUMENTS)
     .where(_DOCUMENTS.c.id == bindparam("_document_id"),
@@ -63,6 +64,35 @@ _FIND_STORED = (
            _DOCUMENTS.c.is_active.is_(True))
     .limit(1)
 )
+
+
+_CLAIM = (
+    update(_DOCUMENTS)
+    .where(
+        _DOCUMENTS.c.id == bindparam("_document_id"),
+        _DOCUMENTS.c.spool_ref.is_not(None),
+        or_(
+            _DOCUMENTS.c.status == "received",
+            (_DOCUMENTS.c.status == "processing") & or_(
+                _DOCUMENTS.c.lease_until < bindparam("_now"),
+                _DOCUMENTS.c.lease_owner.like(bindparam("_same_task"), escape=LIKE_ESCAPE),
+            ),
+        ),
+    )
+    .values(status="processing", lease_owner=bindparam("_owner"),
+            lease_until=bindparam("_until"), attempts=_DOCUMENTS.c.attempts + 1,
+            updated_at=bindparam("_now"))
+    .returning(*_DOCUMENTS.c)
+)
+_CLAIM_AS_DOCUMENT = (select(Document).from_statement(_CLAIM)
+                      .execution_options(populate_existing=True))
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching values that start with ``prefix``, taken literally."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        prefix = prefix.replace(special, LIKE_ESCAPE + special)
+    return prefix + "%"
 
 
 def record_event(session: Session, document_id: uuid.UUID, event: str, actor: Actor,
@@ -114,25 +144,11 @@ def claim(session: Session, document_id: uuid.UUID, actor: Actor,
     """
     now = utcnow()
     # One round trip takes the lease and reads the row back (RETURNING).
-    document = session.scalars(
-        update(Document)
-        .where(
-            Document.id == document_id,
-            Document.spool_ref.is_not(None),
-            or_(
-                Document.status == "received",
-                (Document.status == "processing") & or_(
-                    Document.lease_until < now,
-                    Document.lease_owner.startswith(f"{actor.task_id}@", autoescape=True),
-                ),
-            ),
-        )
-        .values(status="processing", lease_owner=actor.lease_owner,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Document.attempts + 1, updated_at=now)
-        .returning(Document)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).one_or_none()
+    document = session.scalars(_CLAIM_AS_DOCUMENT, {
+        "_document_id": document_id, "_now": now, "_owner": actor.lease_owner,
+        "_until": now + timedelta(seconds=lease_seconds),
+        "_same_task": _like_prefix(f"{actor.task_id}@"),
+    }).one_or_none()
     if document is None:
         session.rollback()
         return None
