@@ -23,7 +23,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sections", default=",".join(names),
                         help=f"comma-separated, from: {', '.join(names)}")
-    parser.add_argument("--runs", type=int, default=3, help="repeats of each measurement")
+    parser.add_argument("--runs", type=int, default=5, help="repeats of each measurement")
     parser.add_argument("--quick", action="store_true",
                         help="a tenth of the files and one run: checks that it works")
     parser.add_argument("--inputs", type=Path, default=None,

@@ -96,9 +96,9 @@ def markdown(results: list[Result], titles: dict[str, str], meta: dict[str, Any]
 
 def write_readme(readme: Path, table: str) -> None:
     """Put ``table`` between the markers, adding a Performance section if there is none."""
-    current = readme.read_text() if readme.exists() else "# Sluice\n"
+    current = readme.read_text() if readme.exists() else ""
     if START not in current:
-        current = current.rstrip() + "\n" + README_SECTION
+        current = (current.rstrip() + "\n" + README_SECTION).lstrip()
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     readme.write_text(pattern.sub(lambda _: f"{START}\n{table}{END}", current, count=1))
 

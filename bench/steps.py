@@ -18,6 +18,7 @@ in the same run (PERFORMANCE.md lists them):
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import uuid
@@ -42,6 +43,7 @@ from pipeline.ingest import hash_file
 from pipeline.intake import Intake, receive_file
 from pipeline.storage.s3 import hex_to_b64
 
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus"
 NAME = "steps"
 TITLE = "Per step, per file (Sluice's code called directly vs the floor)"
 FILES_PER_KIND = 4
@@ -77,7 +79,27 @@ def run(ctx: Context) -> list[Result]:
         for path in ctx.inputs.files[kind.name][:FILES_PER_KIND]:
             _measure_file(timer, references, stack, inprocess, kind.name, path)
     stack.reset()
-    return _results(timer, references)
+    return _results(timer, references) + [_corpus_text(references, max(ctx.runs, 3))]
+
+
+def _corpus_text(refs: _References, repeat: int) -> Result:
+    """PDF text over the real PDFs of tests/corpus, for comparison with the made-up one."""
+    entries = json.loads((CORPUS / "manifest.json").read_text())
+    pdfs = [(CORPUS / entry["path"], entry["pages"]) for entry in entries
+            if entry.get("mime") == "application/pdf" and entry.get("kind") == "good"
+            and entry.get("pages")]
+    pages = sum(count for _, count in pdfs)
+    ours = median(sum(time_call(lambda p=path: _pdf_text(p), 1)[0] for path, _ in pdfs)
+                  for _ in range(repeat))
+    theirs = median(sum(time_call(refs.text(path), 1)[0] for path, _ in pdfs)
+                    for _ in range(repeat))
+    return Result(
+        NAME, "steps.corpus_pdf.text_pages_per_s",
+        f"tests/corpus PDFs ({len(pdfs)} files, {pages} pages): text, pages/s",
+        pages / ours, "pages/s", reference=pages / theirs,
+        reference_label=refs.text_label + " (with its process start)", ratio=theirs / ours,
+        note="no goal: shows how the 20-page figure compares on real-world files",
+    )
 
 
 def _measure_file(timer: _Timer, refs: _References, stack: Any, inprocess: Any,
@@ -124,7 +146,7 @@ def _measure_commit(timer: _Timer, stack: Any, inprocess: Any, kind: str, path: 
     for _ in range(timer.repeat):
         document = receive_file(runtime, path, Intake(source="cli", original_name=path.name),
                                 Actor.here())
-        claims += time_call(lambda: _claim(runtime, document.id, actor), 1)
+        claims += time_call(lambda d=document.id: _claim(runtime, d, actor), 1)
         values = {
             "file_size": facts.size, "sha256": facts.sha256, "mime_type": facts.mime_type,
             "file_name": keys.stored_file_name(document.id, facts.mime_type),
@@ -133,7 +155,8 @@ def _measure_commit(timer: _Timer, stack: Any, inprocess: Any, kind: str, path: 
             "page_count": extraction.page_count, "encrypted": extraction.encrypted,
             "text_length": len(text) if text is not None else None,
         }
-        ours += time_call(lambda: _mark_stored(runtime, document.id, actor, values, text), 1)
+        ours += time_call(
+            lambda d=document.id, v=values: _mark_stored(runtime, d, actor, v, text), 1)
         runtime.spool.remove(document.spool_ref)
         stack.reset()  # the same content may be stored once only
         theirs += time_call(lambda: inprocess.insert(uuid.uuid4(), path, facts, extraction,
