@@ -19,10 +19,20 @@ PACKAGES = ("Pillow", "pypdfium2", "pypdf", "python-magic", "boto3", "SQLAlchemy
 README_SECTION = f"""
 ## Performance
 
-`make bench` measures Sluice on this machine against the floors in
-PERFORMANCE.md and rewrites the table below (about ten minutes on 2 cores;
-`python -m bench --help` for options). Each figure is a median of several runs;
-compare ratios rather than absolute times, which drift on shared machines.
+`make bench` (about four minutes on 2 cores) generates its inputs, runs Sluice
+on PostgreSQL, Redis and a moto S3 server on this machine, prints every goal as
+met or missed, writes `bench/results/latest.json` and rewrites the table below.
+`python -m bench --sections e2e,floor --runs 3` runs part of it; `--quick` checks
+that it works in under a minute.
+
+How to read it: each figure is a median of several interleaved runs. *end to
+end* counts from the first enqueue to the last document stored, with one
+`sluice worker -c 2`. The *floor* is the same steps for the same files in one
+process with reused clients; *end to end ÷ floor* divides by the floor's rate
+times the parallelism the box actually offered (`min(2, free cores × wall ÷
+CPU per file)`), so other jobs on a shared machine do not count against Sluice.
+Absolute rates do move with such jobs: the notes give the free cores measured
+during each run and the rate the measured CPU per file allows on 2 free cores.
 
 {START}
 {END}
