@@ -193,6 +193,12 @@ class BenchStack:
             if keys:
                 self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
 
+    def _drop_queue(self) -> None:
+        # Only after a failed run can messages be left; the queue is this run's own.
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(self.settings.queue_name)
+
     def backend_pids(self) -> list[int]:
         """PostgreSQL server processes serving the bench database."""
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
@@ -203,6 +209,7 @@ class BenchStack:
     def close(self) -> None:
         self.stop_worker()
         self.runtime.close()
+        self._drop_queue()
         if self.moto is not None:
             self.moto.terminate()
             self.moto.wait(timeout=10)
