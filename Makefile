@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench bench-tools lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench
+
+# pdftotext and pdftoppm are the bench's references for PDF text and rendering;
+# without them (not root, no apt-get) it compares with pypdf and says so.
+bench-tools:
+	@command -v pdftotext >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -q poppler-utils >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null && apt-get install -y -q poppler-utils >/dev/null; }; } \
+	  || echo "bench: pdftotext not installed; PDF text is compared with pypdf"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline workers watchers cli api tests bench

@@ -8,6 +8,7 @@ it, and a worker that died loses the document to the next one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,12 +46,63 @@ class Actor:
         return f"{self.task_id or '-'}@{self.worker}"
 
 
+# Statements run for every document, built once: building one costs more CPU
+# than sending it. Parameters are bound at execution; Core, not the ORM, since
+# no entity is loaded.
+_DOCUMENTS, _EVENTS, _TEXTS = Document.__table__, DocumentEvent.__table__, DocumentText.__table__
+_INSERT_EVENT = insert(_EVENTS)
+LIKE_ESCAPE = "/"
+_FINISH = (
+    update(_DOCUMENTS)
+    .where(_DOCUMENTS.c.id == bindparam("_document_id"),
+           _DOCUMENTS.c.status == "processing",
+           _DOCUMENTS.c.lease_owner == bindparam("_lease_owner"))
+)
+_FIND_STORED = (
+    select(_DOCUMENTS.c.id)
+    .where(_DOCUMENTS.c.sha256 == bindparam("sha256"), _DOCUMENTS.c.status == "stored",
+           _DOCUMENTS.c.is_active.is_(True))
+    .limit(1)
+)
+
+
+_CLAIM = (
+    update(_DOCUMENTS)
+    .where(
+        _DOCUMENTS.c.id == bindparam("_document_id"),
+        _DOCUMENTS.c.spool_ref.is_not(None),
+        or_(
+            _DOCUMENTS.c.status == "received",
+            (_DOCUMENTS.c.status == "processing") & or_(
+                _DOCUMENTS.c.lease_until < bindparam("_now"),
+                _DOCUMENTS.c.lease_owner.like(bindparam("_same_task"), escape=LIKE_ESCAPE),
+            ),
+        ),
+    )
+    .values(status="processing", lease_owner=bindparam("_owner"),
+            lease_until=bindparam("_until"), attempts=_DOCUMENTS.c.attempts + 1,
+            updated_at=bindparam("_now"))
+    .returning(*_DOCUMENTS.c)
+)
+_CLAIM_AS_DOCUMENT = (select(Document).from_statement(_CLAIM)
+                      .execution_options(populate_existing=True))
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching values that start with ``prefix``, taken literally."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        prefix = prefix.replace(special, LIKE_ESCAPE + special)
+    return prefix + "%"
+
+
 def record_event(session: Session, document_id: uuid.UUID, event: str, actor: Actor,
                  **detail: Any) -> None:
-    session.add(DocumentEvent(
-        document_id=document_id, event=event, worker=actor.worker,
-        task_id=actor.task_id, detail=detail or None,
-    ))
+    # A plain INSERT in the caller's transaction: the ORM's unit of work would add
+    # a flush and a RETURNING of the id that nobody reads, on every change.
+    session.execute(_INSERT_EVENT, {
+        "document_id": document_id, "event": event, "worker": actor.worker,
+        "task_id": actor.task_id, "detail": detail or None,
+    })
 
 
 def get(session: Session, document_id: uuid.UUID) -> Document | None:
@@ -91,30 +143,18 @@ def claim(session: Session, document_id: uuid.UUID, actor: Actor,
     the broker only redelivers a message whose worker is gone.
     """
     now = utcnow()
-    taken = session.execute(
-        update(Document)
-        .where(
-            Document.id == document_id,
-            Document.spool_ref.is_not(None),
-            or_(
-                Document.status == "received",
-                (Document.status == "processing") & or_(
-                    Document.lease_until < now,
-                    Document.lease_owner.startswith(f"{actor.task_id}@", autoescape=True),
-                ),
-            ),
-        )
-        .values(status="processing", lease_owner=actor.lease_owner,
-                lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=Document.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if taken != 1:
+    # One round trip takes the lease and reads the row back (RETURNING).
+    document = session.scalars(_CLAIM_AS_DOCUMENT, {
+        "_document_id": document_id, "_now": now, "_owner": actor.lease_owner,
+        "_until": now + timedelta(seconds=lease_seconds),
+        "_same_task": _like_prefix(f"{actor.task_id}@"),
+    }).one_or_none()
+    if document is None:
         session.rollback()
         return None
     record_event(session, document_id, "processing", actor)
     session.commit()
-    return session.get(Document, document_id, populate_existing=True)
+    return document
 
 
 def release(session: Session, document_id: uuid.UUID, actor: Actor, reason: str) -> None:
@@ -131,23 +171,17 @@ def release(session: Session, document_id: uuid.UUID, actor: Actor, reason: str)
 
 
 def find_stored(session: Session, sha256: str) -> uuid.UUID | None:
-    return session.scalar(
-        select(Document.id).where(Document.sha256 == sha256, Document.status == "stored",
-                                  Document.is_active.is_(True)).limit(1)
-    )
+    return session.scalar(_FIND_STORED, {"sha256": sha256})
 
 
 def _finish(session: Session, document_id: uuid.UUID, actor: Actor, status: str,
             values: dict[str, Any]) -> bool:
     """Move a document we hold to a final status; False if someone else finished it."""
-    done = session.execute(
-        update(Document)
-        .where(Document.id == document_id, Document.status == "processing",
-               Document.lease_owner == actor.lease_owner)
-        .values(status=status, lease_owner=None, lease_until=None, updated_at=utcnow(),
-                **values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    done = session.execute(_FINISH, {
+        "_document_id": document_id, "_lease_owner": actor.lease_owner,
+        "status": status, "lease_owner": None, "lease_until": None,
+        "updated_at": utcnow(), **values,
+    }).rowcount
     return done == 1
 
 
@@ -159,7 +193,7 @@ def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
             session.rollback()
             return False
         if text is not None:
-            session.merge(DocumentText(document_id=document_id, content=text))
+            _save_text(session, document_id, text)
         record_event(session, document_id, "stored", actor, s3_key=values["s3_key"],
                      thumbnail_key=values.get("thumbnail_key"))
         session.commit()
@@ -167,6 +201,29 @@ def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
         session.rollback()
         raise DuplicateContent(values.get("sha256")) from error
     return True
+
+
+def _save_text(session: Session, document_id: uuid.UUID, text: str) -> None:
+    """Insert or replace the document's text in one statement (merge reads first)."""
+    statement = _upsert_text(session.get_bind().dialect.name)
+    if statement is None:
+        session.merge(DocumentText(document_id=document_id, content=text))
+        return
+    session.execute(statement, {"document_id": document_id, "content": text})
+
+
+@functools.cache
+def _upsert_text(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return None
+    statement = dialect_insert(_TEXTS)
+    return statement.on_conflict_do_update(
+        index_elements=[_TEXTS.c.document_id], set_={"content": statement.excluded.content},
+    )
 
 
 def mark_duplicate(session: Session, document_id: uuid.UUID, actor: Actor,

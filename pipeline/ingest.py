@@ -145,10 +145,10 @@ def _process(run: Run) -> str:
     if original is not None:
         return _commit_duplicate(run, original)
 
-    extraction = run.runtime.sandbox.read(
-        path, facts.mime_type, facts.charset, run.runtime.settings.thumbnail_max_px
-    )
-    stored, thumbnail = _upload(run, path, extraction)
+    stored, extraction = _read_while_uploading(run, path)
+    thumbnail = _upload_thumbnail(run, extraction)
+    log.info("uploaded document_id=%s s3_key=%s bytes=%d thumbnail=%s",
+             run.id, stored.key, facts.size, thumbnail is not None)
     failpoints.reach(run.runtime.settings, "ingest.after_upload")
     return _commit(run, stored, thumbnail, extraction)
 
@@ -160,8 +160,8 @@ def _locate(run: Run) -> Path:
     return spool.local_path(run.document.spool_ref)
 
 
-def inspect(path: Path, name: str, settings: Any) -> Facts:
-    """Size, SHA-256 and detected type, in one read of the file."""
+def hash_file(path: Path) -> tuple[str, int, bytes]:
+    """SHA-256 (hex), size and the first HEAD_BYTES of the file, in one read."""
     digest, size, head = hashlib.sha256(), 0, b""
     with path.open("rb") as source:
         while chunk := source.read(HASH_CHUNK_BYTES):
@@ -169,7 +169,13 @@ def inspect(path: Path, name: str, settings: Any) -> Facts:
                 head += chunk[: HEAD_BYTES - len(head)]
             digest.update(chunk)
             size += len(chunk)
-    facts = Facts(size=size, sha256=digest.hexdigest())
+    return digest.hexdigest(), size, head
+
+
+def inspect(path: Path, name: str, settings: Any) -> Facts:
+    """Size, SHA-256 and detected type, in one read of the file."""
+    sha256, size, head = hash_file(path)
+    facts = Facts(size=size, sha256=sha256)
 
     if size == 0:
         raise EmptyFile("the file is empty (0 bytes)")
@@ -202,28 +208,50 @@ def _find_original(run: Run, sha256: str) -> uuid.UUID | None:
     return original if original != run.id else None
 
 
-def _upload(run: Run, path: Path, extraction: Extraction) -> tuple[StoredObject, StoredObject | None]:
-    store, facts = run.runtime.store, run.facts
-    prefix = run.runtime.settings.storage.prefix
-    metadata = {"document-id": str(run.id)}
+def _read_while_uploading(run: Run, path: Path) -> tuple[StoredObject, Extraction]:
+    """The sandbox reads while the original goes up: two processes, two cores.
 
-    key = keys.original_key(prefix, run.id, facts.mime_type)
-    stored = store.put_file(key, path, size=facts.size, sha256=facts.sha256,
-                            content_type=facts.mime_type, metadata=metadata)
+    The reader's verdict still comes first: a file it refuses fails as before
+    (the original just uploaded is deleted with the rest), and only a file it
+    accepts can be held back by an upload error.
+    """
+    sandbox, facts = run.runtime.sandbox, run.facts
+    sandbox.start(path, facts.mime_type, facts.charset, run.runtime.settings.thumbnail_max_px)
+    try:
+        stored = _upload_original(run, path)
+    except (TransientError, OSError):
+        sandbox.finish()
+        raise
+    except BaseException:
+        sandbox.stop()
+        raise
+    return stored, sandbox.finish()
+
+
+def _metadata(run: Run) -> dict[str, str]:
+    return {"document-id": str(run.id)}
+
+
+def _upload_original(run: Run, path: Path) -> StoredObject:
+    facts = run.facts
+    key = keys.original_key(run.runtime.settings.storage.prefix, run.id, facts.mime_type)
+    stored = run.runtime.store.put_file(key, path, size=facts.size, sha256=facts.sha256,
+                                        content_type=facts.mime_type, metadata=_metadata(run))
     run.uploaded.append(key)
+    return stored
 
-    thumbnail = None
-    if extraction.thumbnail:
-        thumb_key = keys.thumbnail_key(prefix, run.id)
-        thumbnail = store.put_bytes(
-            thumb_key, extraction.thumbnail,
-            sha256=hashlib.sha256(extraction.thumbnail).hexdigest(),
-            content_type=keys.THUMBNAIL_TYPE, metadata=metadata,
-        )
-        run.uploaded.append(thumb_key)
-    log.info("uploaded document_id=%s s3_key=%s bytes=%d thumbnail=%s",
-             run.id, key, facts.size, thumbnail is not None)
-    return stored, thumbnail
+
+def _upload_thumbnail(run: Run, extraction: Extraction) -> StoredObject | None:
+    if not extraction.thumbnail:
+        return None
+    key = keys.thumbnail_key(run.runtime.settings.storage.prefix, run.id)
+    thumbnail = run.runtime.store.put_bytes(
+        key, extraction.thumbnail,
+        sha256=hashlib.sha256(extraction.thumbnail).hexdigest(),
+        content_type=keys.THUMBNAIL_TYPE, metadata=_metadata(run),
+    )
+    run.uploaded.append(key)
+    return thumbnail
 
 
 def _commit(run: Run, stored: StoredObject, thumbnail: StoredObject | None,

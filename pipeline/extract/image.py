@@ -56,7 +56,7 @@ def _thumbnail(image: Image.Image, max_px: int) -> Extraction:
     frames = getattr(image, "n_frames", 1)
     page_count = frames if image.format == "TIFF" else None
 
-    image.draft(None, (max_px, max_px))
+    image.draft(None, _draft_size(image.size, max_px))
     image.load()
     # Read after load: libtiff applies a TIFF's orientation while decoding and
     # drops the tag, so a rotated TIFF is never turned twice.
@@ -70,6 +70,19 @@ def _thumbnail(image: Image.Image, max_px: int) -> Extraction:
     out = io.BytesIO()
     small.save(out, "JPEG", quality=JPEG_QUALITY)
     return Extraction(page_count=page_count, thumbnail=out.getvalue())
+
+
+def _draft_size(size: tuple[int, int], max_px: int) -> tuple[int, int]:
+    """The thumbnail's own shape: what a reduced JPEG decode must still cover.
+
+    ``draft`` keeps both sides at least as large as asked, so asking for a square
+    made a 4:3 photo decode at 1/2 scale where 1/4 already covers 400 px.
+    """
+    width, height = size
+    longest = max(width, height)
+    if longest <= max_px:
+        return size
+    return max(1, width * max_px // longest), max(1, height * max_px // longest)
 
 
 def _to_display_mode(image: Image.Image) -> Image.Image:

@@ -100,12 +100,12 @@ def _read_document(document: pdfium.PdfDocument, max_px: int) -> Extraction:
     if result.page_count == 0:
         raise CorruptFile("PDF has no pages")
 
-    result.thumbnail = _render_first_page(document[0], max_px)
-    result.text = truncate(_text_of(document), result.notes)
+    result.thumbnail = render_first_page(document[0], max_px)
+    result.text = truncate(text_of(document), result.notes)
     return result
 
 
-def _text_of(document: pdfium.PdfDocument) -> str:
+def text_of(document: pdfium.PdfDocument) -> str:
     pages, total = [], 0
     for index in range(len(document)):
         page = document[index]
@@ -120,7 +120,7 @@ def _text_of(document: pdfium.PdfDocument) -> str:
     return "\n\n".join(pages)
 
 
-def _render_first_page(page: pdfium.PdfPage, max_px: int) -> bytes:
+def render_first_page(page: pdfium.PdfPage, max_px: int) -> bytes:
     width, height = page.get_size()
     if not (0 < width <= MAX_PAGE_POINTS and 0 < height <= MAX_PAGE_POINTS):
         raise CorruptFile(f"impossible page size {width:.0f}x{height:.0f} points")

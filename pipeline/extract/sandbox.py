@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Starting Python and importing PDFium and Pillow; generous for a loaded machine.
 STARTUP_SECONDS = 60.0
+# Copying an answer out of the pipe once the child has started sending it.
+ANSWER_GRACE_SECONDS = 30.0
 
 
 class Sandbox:
@@ -34,16 +36,34 @@ class Sandbox:
         self._process: subprocess.Popen[bytes] | None = None
         self._to_child = -1
         self._from_child = -1
+        self._deadline = 0.0
 
     def read(self, path: Path, mime_type: str, charset: str | None, max_px: int) -> Extraction:
         """Read ``path`` in the child; raise a PermanentError for what it refuses."""
+        self.start(path, mime_type, charset, max_px)
+        return self.finish()
+
+    def start(self, path: Path, mime_type: str, charset: str | None, max_px: int) -> None:
+        """Hand ``path`` to the child and return at once; ``finish`` collects the answer.
+
+        The caller may work meanwhile (upload the original) while the child reads
+        on the other core. It must then call ``finish``, or ``stop`` if it gives up.
+        """
         self._ensure_started()
         request = {"path": str(path), "mime_type": mime_type, "charset": charset,
                    "max_px": max_px}
-        finished = False
         try:
             write_message(self._to_child, request)
-            answer = self._receive(time.monotonic() + self.timeout_seconds)
+        except BaseException:
+            self.stop()
+            raise
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def finish(self) -> Extraction:
+        """The answer to ``start``'s request; raise a PermanentError for a refused file."""
+        finished = False
+        try:
+            answer = self._receive(self._deadline)
             finished = True
         finally:
             if not finished:
@@ -83,13 +103,17 @@ class Sandbox:
     def _receive(self, deadline: float) -> dict:
         header = self._read(HEADER.size, deadline)
         (length,) = HEADER.unpack(header)
-        return pickle.loads(self._read(length, deadline))
+        # The child has answered: the rest is a pipe copy, which may start after
+        # the deadline when the caller was busy uploading meanwhile.
+        body_deadline = max(deadline, time.monotonic() + ANSWER_GRACE_SECONDS)
+        return pickle.loads(self._read(length, body_deadline))
 
     def _read(self, size: int, deadline: float) -> bytes:
         chunks, remaining = [], size
         while remaining:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
+            # An answer already waiting in the pipe counts, even past the deadline.
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([self._from_child], [], [], left)[0]:
                 raise ParseTimeout(
                     f"reading the file took longer than {self.timeout_seconds:g} s"
                 )

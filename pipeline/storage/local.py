@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +23,12 @@ from pipeline.storage.base import ObjectInfo, StoredObject
 
 META_DIR = ".sluice-meta"
 CHUNK_BYTES = 1024 * 1024
+
+
+def _partial_name(name: str) -> str:
+    # Per process AND thread: two deliveries of one document in one process (a
+    # redelivery while the first still runs) write the same key at the same time.
+    return f".{name}.{os.getpid()}-{threading.get_ident()}.part"
 
 
 class LocalStore:
@@ -69,7 +76,7 @@ class LocalStore:
                content_type: str, metadata: dict[str, str]) -> StoredObject:
         target = self._object_path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        partial = target.with_name(_partial_name(target.name))
         digest, size = hashlib.sha256(), 0
         try:
             with partial.open("wb") as out:
@@ -94,7 +101,7 @@ class LocalStore:
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         record = {"size": size, "sha256": sha256, "content_type": content_type,
                   "metadata": {**metadata, "sha256": sha256}, "sse": None}
-        partial = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.part")
+        partial = meta_path.with_name(_partial_name(meta_path.name))
         partial.write_text(json.dumps(record))
         os.replace(partial, meta_path)
 

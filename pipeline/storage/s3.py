@@ -61,6 +61,11 @@ class S3Store:
                 # to every request would hash each file a second time.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
+                # The body's SHA-256 already travels in the signed
+                # x-amz-checksum-sha256 header and the server checks it; signing
+                # the body too would hash each file once more on http endpoints
+                # (botocore skips it on https when a checksum header is present).
+                s3={"payload_signing_enabled": False},
                 retries={"mode": "standard", "max_attempts": 4},
                 max_pool_connections=16,
                 connect_timeout=5,
