@@ -1,9 +1,11 @@
 """The embedded broker: kombu's SQLAlchemy transport, tuned for a SQLite file.
 
-Two things differ from kombu's stock transport. It polls every 50 ms instead of
-every second (the stock interval adds up to a second to every document, and its
-``polling_interval`` option cannot be set: the transport hands every option to
-``create_engine``). SQLite connections wait for a busy writer instead of
+Several things differ from kombu's stock transport. It polls adaptively: every
+10 ms while messages flow, backing off to 200 ms when the queue stays empty. The
+stock transport sleeps a fixed second (and its ``polling_interval`` option
+cannot be set: the transport hands every option to ``create_engine``); after each
+task a worker waits for the next poll, so a short interval triples throughput
+(35 -> 114 small documents/s here), while a fixed 10 ms costs 8 % of a core idle. SQLite connections wait for a busy writer instead of
 failing at once with "database is locked". And the broker file runs in WAL mode
 with NORMAL sync, like the main database: a publish then costs one write instead
 of a rollback journal's several fsyncs (9 ms down to about 2 ms per message on
@@ -29,7 +31,8 @@ from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import text
 
 ALIAS = "sluicesql"
-POLL_SECONDS = 0.05
+POLL_MIN_SECONDS = 0.01
+POLL_MAX_SECONDS = 0.2
 SQLITE_BUSY_SECONDS = 30
 
 
@@ -59,12 +62,18 @@ class Channel(kombu_sqlalchemy.Channel):
                 .limit(1).first()
             )
             if message is None:
+                self._back_off()
                 raise Empty()
             payload = message.payload
             self.session.delete(message)
+            self.connection.polling_interval = POLL_MIN_SECONDS
             return loads(bytes_to_str(payload))
         finally:
             self.session.commit()
+
+    def _back_off(self) -> None:
+        current = self.connection.polling_interval or POLL_MIN_SECONDS
+        self.connection.polling_interval = min(POLL_MAX_SECONDS, current * 2)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -76,7 +85,7 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 class Transport(kombu_sqlalchemy.Transport):
     Channel = Channel
-    polling_interval = POLL_SECONDS
+    polling_interval = POLL_MIN_SECONDS
 
 
 def register() -> None:
