@@ -12,7 +12,11 @@ raw pages parsed with ``xml.etree``); moto cannot hold a million objects.
 Each measurement runs in a fresh process, so that its peak RSS is its own, and
 the three are interleaved ``--repeats`` times; medians are reported.
 
-    python -m bench.reconcile_million [--rows 1000000] [--repeats 3]
+    python -m bench.reconcile_million [--rows 1000000] [--repeats 3] [--latency-ms 0]
+
+``--latency-ms`` makes the stand-in answer each listing page that much later, as
+a remote bucket does; the default, 0, leaves only Sluice's own costs, which is
+the harder case for the goal (no waiting for the listing to hide work behind).
 """
 
 from __future__ import annotations
@@ -240,6 +244,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay of each listing page in the stand-in S3 server")
     parser.add_argument("--phase", choices=sorted(PHASES))
     parser.add_argument("--database-url")
     parser.add_argument("--endpoint")
@@ -250,10 +256,11 @@ def main() -> None:
         measured = phase(args.phase, args.database_url, args.endpoint, args.workdir)
         print(json.dumps(measured))
         return
-    orchestrate(args.rows, args.repeats)
+    orchestrate(args.rows, args.repeats, args.latency_ms)
 
 
-def orchestrate(rows: int, repeats: int) -> None:
+def orchestrate(rows: int, repeats: int, latency_ms: float = 0.0) -> dict[str, Any]:
+    """Generate, measure, print the table; return the figures (for a bench runner)."""
     name = f"sluice_bench_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -269,10 +276,13 @@ def orchestrate(rows: int, repeats: int) -> None:
             started = time.perf_counter()
             counts = generate(database_url, workdir, rows)
             _say(f"generated in {time.perf_counter() - started:.1f} s: {counts}")
+            generated = time.perf_counter() - started
 
-            server, endpoint = _start_standin(workdir)
+            server, endpoint = _start_standin(workdir, latency_ms)
             results = _measure(repeats, database_url, endpoint, workdir, server.pid)
-            _report(results, counts)
+            figures = _report(results)
+            figures["generate_seconds"] = round(generated, 1)
+            return figures
     finally:
         if server is not None:
             server.terminate()
@@ -281,18 +291,20 @@ def orchestrate(rows: int, repeats: int) -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _start_standin(workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def _start_standin(workdir: Path,
+                   latency_ms: float) -> tuple[subprocess.Popen[str], str]:
     from tests.support.services import free_port
 
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.s3_standin", str(port), BUCKET,
+        [sys.executable, "-m", "bench.s3_standin", str(port), BUCKET, str(latency_ms),
          str(workdir / "documents.keys"), str(workdir / "thumbnails.keys")],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     ready = server.stdout.readline()
     if not ready.startswith("ready"):
         raise RuntimeError("the stand-in S3 server did not start")
-    _say(f"stand-in S3 server {ready.strip()} on 127.0.0.1:{port}")
+    _say(f"stand-in S3 server {ready.strip()} on 127.0.0.1:{port}, "
+         f"{latency_ms:g} ms a listing page")
     return server, f"http://127.0.0.1:{port}"
 
 
@@ -327,7 +339,7 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _report(results: dict[str, list[dict[str, Any]]], counts: dict[str, int]) -> None:
+def _report(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     def median(name: str, field: str) -> float:
         return statistics.median(r[field] for r in results[name])
 
@@ -358,7 +370,10 @@ def _report(results: dict[str, list[dict[str, Any]]], counts: dict[str, int]) ->
                 "deleted_but_present": DELETED_PRESENT, "stuck": STUCK}
     print(f"findings {last['counts']} (expected {expected}): "
           f"{'as planted' if last['counts'] == expected else 'DIFFERENT'}")
-    del counts
+    return {"list_seconds": listing, "scan_seconds": scanning,
+            "reconcile_seconds": reconciling, "ratio": ratio, "peak_rss_mb": peak,
+            "merge_cpu_seconds": merge["merge_cpu"], "findings": last["counts"],
+            "findings_as_planted": last["counts"] == expected}
 
 
 def _say(message: str) -> None:

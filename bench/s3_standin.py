@@ -4,13 +4,16 @@ moto keeps every object in memory and slows as a bucket grows (PERFORMANCE.md),
 so at a million keys it measures moto, not Sluice. This server answers the two
 requests a reconciliation makes, in S3's XML and headers, from sorted key files
 (one ``key<TAB>size`` per line, one file per prefix), without checking request
-signatures. Run: ``python -m bench.s3_standin PORT BUCKET FILE...``.
+signatures. ``LATENCY_MS`` delays each listing page as a remote bucket would
+(S3 answers a 1,000-key page in some tens of milliseconds); 0 measures Sluice's
+own cost alone. Run: ``python -m bench.s3_standin PORT BUCKET LATENCY_MS FILE...``.
 """
 
 from __future__ import annotations
 
 import bisect
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -48,7 +51,8 @@ class Listing:
         return range(first, end), end < last
 
 
-def make_handler(bucket: str, listing: Listing) -> type[BaseHTTPRequestHandler]:
+def make_handler(bucket: str, listing: Listing,
+                 latency_seconds: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -62,6 +66,7 @@ def make_handler(bucket: str, listing: Listing) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, b"")
                 return
             body = self._list(query).encode()
+            time.sleep(latency_seconds)
             self._answer(200, body, {"Content-Type": "application/xml"})
 
         def do_HEAD(self) -> None:  # noqa: N802
@@ -117,9 +122,9 @@ def make_handler(bucket: str, listing: Listing) -> type[BaseHTTPRequestHandler]:
 
 
 def main() -> None:
-    port, bucket, *files = sys.argv[1:]
+    port, bucket, latency_ms, *files = sys.argv[1:]
     listing = Listing([Path(file) for file in files])
-    handler = make_handler(bucket, listing)
+    handler = make_handler(bucket, listing, float(latency_ms) / 1000)
     server = ThreadingHTTPServer(("127.0.0.1", int(port)), handler)
     print(f"ready keys={len(listing.keys)}", flush=True)
     server.serve_forever()

@@ -1,8 +1,8 @@
 """Reading a stream of batches ahead, on a thread, a bounded number at a time.
 
-Both sides of the merge wait on another process (the bucket, the database) for
-each batch; reading ahead lets that wait overlap the merge's own work. The
-bound keeps memory at a few batches whatever the size of the stream.
+The listing waits on the bucket for each page; reading ahead lets that wait
+overlap the merge's own work. The bound keeps memory at a few batches whatever
+the size of the stream.
 """
 
 from __future__ import annotations

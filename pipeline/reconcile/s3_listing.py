@@ -67,10 +67,12 @@ def _install_hook(client: Any) -> None:
     """
     events = client.meta.events
     builtin_check = getattr(botocore_handlers, "_handle_200_error", None)
-    if builtin_check is not None:
-        events.unregister(BUILTIN_EVENT, builtin_check)
+    # The wrapper goes in before the check comes out, so that no request on
+    # another thread ever runs without one of them.
     events.register_first(BUILTIN_EVENT, partial(_take_raw_page, builtin_check),
                           unique_id=HOOK_ID)
+    if builtin_check is not None:
+        events.unregister(BUILTIN_EVENT, builtin_check)
 
 
 def iter_pages(client: Any, bucket: str, prefix: str,
