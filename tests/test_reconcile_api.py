@@ -7,7 +7,6 @@ import io
 import json
 import uuid
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.reconcile_routes import router
@@ -51,17 +50,20 @@ def test_runs_are_listed_newest_first_and_reports_hold_the_findings(
 
 
 def test_router_serves_runs_and_reports(stack: Stack) -> None:
-    result = run(stack, **QUIET)
-    app = FastAPI()
-    app.state.runtime = stack.runtime
-    app.include_router(router)
-    client = TestClient(app)
+    from api.app import create_app
 
-    runs = client.get("/api/reconciliation/runs/", params={"limit": 1})
-    as_csv = client.get(f"/api/reconciliation/runs/{result.run_id}/report/",
-                        params={"format": "csv"})
-    as_json = client.get(f"/api/reconciliation/runs/{result.run_id}/report/")
-    missing = client.get("/api/reconciliation/runs/999999999/report/")
+    result = run(stack, **QUIET)
+    app = create_app(stack.settings, extra_routers=[router])
+    with TestClient(app) as client:
+        auth = {"Authorization": "Bearer test-token"}
+        runs = client.get("/api/reconciliation/runs/", params={"limit": 1},
+                          headers=auth)
+        as_csv = client.get(f"/api/reconciliation/runs/{result.run_id}/report/",
+                            params={"format": "csv"}, headers=auth)
+        as_json = client.get(f"/api/reconciliation/runs/{result.run_id}/report/",
+                             headers=auth)
+        missing = client.get("/api/reconciliation/runs/999999999/report/", headers=auth)
+        anonymous = client.get("/api/reconciliation/runs/")
 
     assert runs.status_code == 200
     assert runs.json()["results"][0]["id"] == result.run_id
@@ -71,3 +73,4 @@ def test_router_serves_runs_and_reports(stack: Stack) -> None:
     assert as_json.json()["run"]["id"] == result.run_id
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+    assert anonymous.status_code == 401
