@@ -140,3 +140,39 @@ def test_missing_object_mark_shows_in_the_public_document(stack: Stack,
     assert lost.thumbnail_key in public["error"]["message"]
     with stack.runtime.session() as session:
         assert session.get(Document, lost.id).is_active is False
+
+
+def test_objects_handed_to_a_duplicate_are_neither_left_over_nor_deleted(
+        stack: Stack, tmp_path: Path) -> None:
+    from pipeline.removal import soft_delete
+
+    raw = RawBucket(stack.runtime.store)
+    scan = unique_pdf(tmp_path)
+    original = stack.wait([stack.ingest(scan)]).popitem()[1]
+    copy_id = stack.ingest(scan)
+    assert stack.wait([copy_id])[copy_id].status == "duplicate"
+    # Deleting the stored one hands its objects to its duplicate (the API's delete).
+    with stack.runtime.session() as session:
+        removal = soft_delete(session, original.id, Actor.here())
+    assert removal.heir == copy_id and removal.object_keys == []
+    heir = stack.document(copy_id)
+    try:
+        everything = expand_repairs(["all", "orphan_object"])
+        handed = findings(stack, run(stack, repairs=everything, **QUIET))
+        kept = [raw.exists(key) for key in (original.s3_key, original.thumbnail_key)]
+        data = raw.read(heir.s3_key)
+        raw.delete(heir.s3_key)
+        try:
+            lost = findings(stack, run(stack, **QUIET))
+        finally:
+            raw.restore(heir.s3_key, data, original.id, "application/pdf")
+    finally:
+        delete_document(stack, heir)
+
+    assert (heir.status, heir.s3_key) == ("stored", original.s3_key)
+    assert [f for f in handed if f["document_id"] in (str(original.id), str(copy_id))
+            or f["key"] in (original.s3_key, original.thumbnail_key)] == []
+    assert kept == [True, True], "no repair deletes what a live document names"
+    missing = [(f["kind"], f["document_id"], f["key"]) for f in lost
+               if f["key"] == heir.s3_key]
+    assert missing == [("missing_object", str(copy_id), heir.s3_key)]

@@ -205,7 +205,13 @@ class MigrationEntry(Base):
 
     __table_args__ = (
         Index("uq_migration_entries_run_key", "run_id", "entry_key", unique=True),
+    )
 
+
+# Migration 0003: finding which documents name an object, before a reconciliation
+# reports it as left over or a repair deletes it.
+Index("ix_documents_s3_key", Document.s3_key)
+Index("ix_documents_thumbnail_key", Document.thumbnail_key)
 
 RUN_STATUSES = ("running", "finished", "failed", "abandoned")
 

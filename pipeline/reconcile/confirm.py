@@ -7,6 +7,12 @@ deleted just after the listing passed it looks deleted-but-present, an upload
 whose row was written after the scan began looks orphaned. Each candidate is
 checked again against the row as it is now and, where it matters, the object as
 it is now; only what still holds is reported.
+
+One more rule guards against losing content: an object that any live document
+names is never reported as left over (orphan, deleted but present), whatever
+its name says. Deleting a stored document that has duplicates hands its
+objects to the oldest of them (``pipeline.removal``), so the deleted row and
+its heir then name the same object; the heir's claim wins.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from pipeline.db.models import Document
@@ -42,6 +49,7 @@ from pipeline.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 CONFIRM_BATCH = 200
+LEFT_OVER = frozenset({ORPHAN_OBJECT, DELETED_BUT_PRESENT})
 
 
 class Confirmer:
@@ -66,9 +74,14 @@ class Confirmer:
             return
         rows = self._current_rows(batch)
         present = self._presence(batch)
+        claimed = named_by_live_documents(self._sessions, [
+            candidate.key for candidate in batch
+            if candidate.kind in LEFT_OVER and candidate.key])
         for candidate in batch:
-            confirmed = _still_holds(candidate, rows.get(candidate.named_id),
-                                     present.get(candidate.key), self._clock)
+            confirmed = None
+            if candidate.key not in claimed or candidate.kind not in LEFT_OVER:
+                confirmed = _still_holds(candidate, rows.get(candidate.named_id),
+                                         present.get(candidate.key), self._clock)
             if confirmed is None:
                 self.dropped += 1
                 log.debug("candidate dropped kind=%s s3_key=%s", candidate.kind,
@@ -90,6 +103,20 @@ class Confirmer:
                 if candidate.kind in (MISSING_OBJECT, DELETED_BUT_PRESENT)]
         heads = self._pool.map(self._store.head, keys)
         return {key: head is not None for key, head in zip(keys, heads, strict=True)}
+
+
+def named_by_live_documents(sessions: Callable[[], Session],
+                            keys: list[str]) -> set[str]:
+    """Those of ``keys`` that a live document names as its original or thumbnail."""
+    if not keys:
+        return set()
+    with sessions() as session:
+        found = session.execute(
+            select(Document.s3_key, Document.thumbnail_key)
+            .where(Document.is_active.is_(True),
+                   or_(Document.s3_key.in_(keys), Document.thumbnail_key.in_(keys))))
+        named = {key for row in found for key in row if key}
+    return named.intersection(keys)
 
 
 def _still_holds(candidate: Finding, row: Any | None, present: bool | None,

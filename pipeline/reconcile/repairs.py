@@ -8,8 +8,9 @@
                          object is what went), so the API shows the problem
     orphan_object        delete the object; only when the operator names this kind
 
-Each repair re-checks nothing the confirmation just checked, and records what it
-did as a document event (``requeued``, ``object_deleted``, ``missing_object``).
+No object that a live document names is ever deleted: the check runs again
+right before each delete. Each repair records what it did as a document event
+(``requeued``, ``object_deleted``, ``missing_object``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline import documents
 from pipeline.db.models import Document, utcnow
 from pipeline.documents import Actor
 from pipeline.errors import IngestError
+from pipeline.reconcile.confirm import named_by_live_documents
 from pipeline.reconcile.findings import (
     DELETED_BUT_PRESENT,
     MISSING_OBJECT,
@@ -95,6 +97,9 @@ class Repairer:
         return DONE
 
     def _delete_object(self, finding: Finding) -> str:
+        if named_by_live_documents(self._sessions, [finding.key]):
+            # Claimed since it was confirmed (a delete handed it to a duplicate).
+            return SKIPPED
         self._store.delete(finding.key)
         if finding.document_id is not None:
             with self._sessions() as session:

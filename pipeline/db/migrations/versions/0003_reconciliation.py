@@ -1,4 +1,4 @@
-"""reconciliation runs and their findings
+"""reconciliation runs and their findings; documents findable by object key
 
 Revision ID: 0003
 Revises: 0001
@@ -18,6 +18,11 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    # Which live documents name an object: asked before an object is reported as
+    # left over, and before a repair deletes one.
+    op.create_index("ix_documents_s3_key", "documents", ["s3_key"])
+    op.create_index("ix_documents_thumbnail_key", "documents", ["thumbnail_key"])
+
     op.create_table(
         "reconciliation_runs",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -65,3 +70,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("reconciliation_findings")
     op.drop_table("reconciliation_runs")
+    op.drop_index("ix_documents_thumbnail_key", "documents")
+    op.drop_index("ix_documents_s3_key", "documents")
