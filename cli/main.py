@@ -46,9 +46,17 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 def _register() -> None:
-    from cli import documents_cmd, migrate_cmd, run_cmd, serve_cmd, up_cmd
+    from cli import (
+        documents_cmd,
+        migrate_cmd,
+        reconcile_cmd,
+        run_cmd,
+        serve_cmd,
+        up_cmd,
+    )
 
-    for module in (run_cmd, documents_cmd, serve_cmd, up_cmd, migrate_cmd):
+    for module in (run_cmd, documents_cmd, serve_cmd, up_cmd, migrate_cmd,
+                   reconcile_cmd):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -120,7 +120,28 @@ class Settings(BaseSettings):
     # Archives inside archives: the source archive is depth 1.
     migrate_max_depth: int = Field(default=5, ge=1)
 
-    @field_validator("api_tokens", "allowed_types", "categories", "failpoints", mode="before")
+    # Reconciliation of the database against the bucket (pipeline/reconcile).
+    # Celery beat's crontab, in UTC: minute hour day-of-month month day-of-week.
+    reconcile_schedule: str = "30 2 * * *"
+    # An object younger than this may belong to an upload still in flight; longer
+    # than the longest task (hard limit 300 s plus its lease) with room to spare.
+    reconcile_orphan_grace_seconds: int = Field(default=3600, ge=0)
+    # None: the sweep's SLUICE_STUCK_AFTER_SECONDS.
+    reconcile_stuck_after_seconds: int | None = Field(default=None, gt=0)
+    # Objects HEADed per run for encryption and checksum checks (0: none).
+    reconcile_sample_size: int = Field(default=100, ge=0)
+    # Concurrent HEAD requests, all over the process's one S3 client.
+    reconcile_concurrency: int = Field(default=8, ge=1, le=64)
+    # Repairs the scheduled run applies; empty: it only reports.
+    reconcile_repairs: CommaList = ()
+    reconcile_time_limit_seconds: int = Field(default=6 * 3600, gt=0)
+    reports_dir: Path | None = None
+    # Set (e.g. "reports/") to also keep each report in the bucket, under the
+    # storage prefix; empty keeps them on disk and in the database only.
+    reports_prefix: str = ""
+
+    @field_validator("api_tokens", "allowed_types", "categories", "failpoints",
+                     "reconcile_repairs", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -146,10 +167,13 @@ class Settings(BaseSettings):
             object.__setattr__(self, "quarantine", var / "quarantine")
         if not self.public_url:
             object.__setattr__(self, "public_url", f"http://{self.api_host}:{self.api_port}")
+        if self.reports_dir is None:
+            object.__setattr__(self, "reports_dir", var / "reports")
         if self.sse == "aws:kms" and not self.sse_kms_key_id:
             raise ValueError("SLUICE_SSE=aws:kms needs SLUICE_SSE_KMS_KEY_ID")
         if self.task_time_limit_seconds <= self.task_soft_time_limit_seconds:
             raise ValueError("the task hard time limit must exceed the soft one")
+        _check_reconcile_settings(self)
         return self
 
     @cached_property
@@ -178,6 +202,25 @@ class Settings(BaseSettings):
         Longer than the task's hard limit, so a live worker never loses its lease.
         """
         return self.task_time_limit_seconds + 60
+
+
+RECONCILE_REPAIRS = ("stuck", "deleted_but_present", "missing_object", "orphan_object")
+CRONTAB_FIELDS = 5
+
+
+def _check_reconcile_settings(settings: Settings) -> None:
+    unknown = set(settings.reconcile_repairs) - {"all", *RECONCILE_REPAIRS}
+    if unknown:
+        raise ValueError(f"SLUICE_RECONCILE_REPAIRS: unknown repairs "
+                         f"{sorted(unknown)}; choose from all, "
+                         f"{', '.join(RECONCILE_REPAIRS)}")
+    if len(settings.reconcile_schedule.split()) != CRONTAB_FIELDS:
+        raise ValueError("SLUICE_RECONCILE_SCHEDULE must be a crontab of five fields, "
+                         f"e.g. '30 2 * * *', not {settings.reconcile_schedule!r}")
+    prefix = settings.reports_prefix.strip("/")
+    if prefix and prefix.split("/")[0] in ("documents", "thumbnails"):
+        raise ValueError("SLUICE_REPORTS_PREFIX must lie outside documents/ "
+                         "and thumbnails/")
 
 
 class StorageLocation:

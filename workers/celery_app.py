@@ -20,12 +20,16 @@ The reliability settings, and why:
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from pipeline.settings import Settings
 from workers.sql_broker import celery_url
 
 INGEST_TASK = "sluice.ingest_document"
 SWEEP_TASK = "sluice.sweep"
+RECONCILE_TASK = "sluice.reconcile"
+# A nightly run missed by more than this waits for the next night.
+RECONCILE_EXPIRES_SECONDS = 6 * 3600
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -55,6 +59,11 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": float(settings.sweep_interval_seconds),
                 # A backlog of sweeps is worth nothing; the next one does the job.
                 "options": {"expires": float(settings.sweep_interval_seconds)},
+            },
+            "reconcile": {
+                "task": RECONCILE_TASK,
+                "schedule": crontab.from_string(settings.reconcile_schedule),
+                "options": {"expires": float(RECONCILE_EXPIRES_SECONDS)},
             },
         },
     )

@@ -12,6 +12,7 @@ from pipeline.documents import Actor
 from pipeline.errors import TransientError
 from pipeline.ingest import ingest_document
 from pipeline.logs import bind_context
+from pipeline.reconcile import AlreadyRunning, RunOptions, reconcile
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.sweep import sweep
@@ -20,7 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    from workers.celery_app import INGEST_TASK, SWEEP_TASK, enqueue_ingest
+    from workers.celery_app import (
+        INGEST_TASK,
+        RECONCILE_TASK,
+        SWEEP_TASK,
+        enqueue_ingest,
+    )
 
     @app.task(
         name=INGEST_TASK, bind=True,
@@ -40,6 +46,27 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         for document_id in result.requeue:
             enqueue_ingest(app, document_id)
         return len(result.requeue)
+
+    # Acknowledged on receipt, unlike ingest: a run may outlast the broker's
+    # visibility timeout, and a redelivered copy would only meet the lock. A run
+    # lost with its worker is made up by the next scheduled one.
+    @app.task(name=RECONCILE_TASK, bind=True, acks_late=False,
+              time_limit=settings.reconcile_time_limit_seconds,
+              soft_time_limit=max(settings.reconcile_time_limit_seconds - 60, 1))
+    def reconcile_bucket(task: Task) -> int | None:
+        runtime = Runtime.for_process(settings)
+        options = RunOptions.from_settings(settings, trigger="beat")
+
+        def enqueue(document_id: uuid.UUID) -> None:
+            enqueue_ingest(app, document_id)
+
+        with bind_context(task_id=task.request.id):
+            try:
+                result = reconcile(runtime, options, enqueue=enqueue)
+            except AlreadyRunning as refused:
+                log.info("reconciliation skipped reason=%s", refused)
+                return None
+        return result.run_id
 
 
 @worker_process_shutdown.connect

@@ -206,3 +206,62 @@ class MigrationEntry(Base):
     __table_args__ = (
         Index("uq_migration_entries_run_key", "run_id", "entry_key", unique=True),
     )
+
+
+# Migration 0003: finding which documents name an object, before a reconciliation
+# reports it as left over or a repair deletes it.
+Index("ix_documents_s3_key", Document.s3_key)
+Index("ix_documents_thumbnail_key", Document.thumbnail_key)
+
+RUN_STATUSES = ("running", "finished", "failed", "abandoned")
+
+
+class ReconciliationRun(Base):
+    """One comparison of the documents table with the bucket, and what it found."""
+
+    __tablename__ = "reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    trigger: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    store: Mapped[str] = mapped_column(String(16))
+    bucket: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(Text, default="")
+    # Options as asked (deep, sample size, grace, repairs, dry run) and what was
+    # counted on the way (objects listed, rows scanned, objects inspected, ...).
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    finding_counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    findings_total: Mapped[int] = mapped_column(Integer, default=0)
+    reports: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_reconciliation_runs_started_at", "started_at"),)
+
+
+class ReconciliationFinding(Base):
+    """A difference between the table and the bucket, and any repair made of it."""
+
+    __tablename__ = "reconciliation_findings"
+
+    id: Mapped[int] = mapped_column(BigIntegerId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(
+        BigIntegerId, ForeignKey("reconciliation_runs.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    document_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    key: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The repair this kind of finding has (None: report only), and what became
+    # of it in this run: None (not asked), "dry_run", "done", "skipped", "failed".
+    repair: Mapped[str | None] = mapped_column(String(32))
+    repair_result: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("ix_reconciliation_findings_run_id", "run_id", "id"),
+        Index("ix_reconciliation_findings_document_id", "document_id"),
+    )

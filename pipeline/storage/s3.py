@@ -105,11 +105,14 @@ class S3Store:
         content_type: str, metadata: dict[str, str],
     ) -> StoredObject:
         # The server recomputes ChecksumSHA256 and refuses the PUT (BadDigest) when
-        # the bytes differ, so a 200 answer is itself the verification.
+        # the bytes differ, so a 200 answer is itself the verification. Naming the
+        # algorithm too makes every S3-compatible server keep the checksum (moto
+        # ignores a bare value), so reconciliation can ask for it later.
         with _translate_errors("put", key):
             answer = self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
-                ContentType=content_type, ChecksumSHA256=hex_to_b64(sha256),
+                ContentType=content_type, ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=hex_to_b64(sha256),
                 Metadata={**metadata, "sha256": sha256}, **self._encryption_args(),
             )
         returned = b64_to_hex(answer.get("ChecksumSHA256"))
