@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 
 from api.auth import TokenCheck
 from api.errors import install_error_handlers
-from api.routes import documents, files, health, upload
+from api.routes import documents, files, health, reconciliation, upload
 from api.services import Services
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
@@ -21,7 +21,8 @@ from pipeline.storage.local import LocalStore
 log = logging.getLogger(__name__)
 
 # Every router the app serves; add one here (or pass extra_routers) to extend it.
-ROUTERS: list[APIRouter] = [health.router, upload.router, documents.router, files.router]
+ROUTERS: list[APIRouter] = [health.router, upload.router, documents.router, files.router,
+                             reconciliation.router]
 
 
 def create_app(settings: Settings, extra_routers: Iterable[APIRouter] = ()) -> FastAPI:

@@ -9,7 +9,7 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from api.reconcile_routes import router
+from api.routes.reconciliation import router
 from pipeline.reconcile import records
 from pipeline.reconcile.report import report_chunks
 from tests.reconcile_helpers import run
@@ -53,7 +53,7 @@ def test_router_serves_runs_and_reports(stack: Stack) -> None:
     from api.app import create_app
 
     result = run(stack, **QUIET)
-    app = create_app(stack.settings, extra_routers=[router])
+    app = create_app(stack.settings)
     with TestClient(app) as client:
         auth = {"Authorization": "Bearer test-token"}
         runs = client.get("/api/reconciliation/runs/", params={"limit": 1},
