@@ -155,7 +155,9 @@ def show(obj: CommandContext, document_id: uuid.UUID, as_json: bool) -> None:
         click.echo(json.dumps(fields, ensure_ascii=False))
         return
     for name, value in fields.items():
-        click.echo(f"{name:>16}: {json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value}")
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, ensure_ascii=False)
+        click.echo(f"{name:>16}: {value}")
 
 
 @click.command("list")

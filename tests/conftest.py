@@ -72,7 +72,8 @@ def services_settings(root: Path, pg: str, moto: MotoServer, **overrides: object
 
 
 @pytest.fixture(scope="session", params=["embedded", "services"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Sluice with a running worker (2 processes), on one backend per parameter."""
     root = tmp_path_factory.mktemp(request.param)
     if request.param == "embedded":

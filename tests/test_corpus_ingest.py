@@ -151,7 +151,8 @@ def test_worker_memory_stays_under_its_caps_on_the_whole_corpus(
 
     peaks = {pid: peak_rss_mb(pid) for pid in process_tree(stack.worker.pid)}
     readers = [mb for pid, mb in peaks.items() if "pipeline.extract.server" in command_line(pid)]
-    workers = [mb for pid, mb in peaks.items() if "pipeline.extract.server" not in command_line(pid)]
+    workers = [mb for pid, mb in peaks.items()
+               if "pipeline.extract.server" not in command_line(pid)]
 
     assert readers, "the readers ran in their sandbox processes"
     assert max(readers) <= stack.settings.parser_memory_mb

@@ -9,7 +9,6 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from api.routes.reconciliation import router
 from pipeline.reconcile import records
 from pipeline.reconcile.report import report_chunks
 from tests.reconcile_helpers import run

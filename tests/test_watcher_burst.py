@@ -88,7 +88,8 @@ def test_every_file_of_a_burst_is_ingested_once_despite_a_killed_watcher(
     stored = sorted(d.original_name for d in found.values() if d.status == "stored")
     lost = len(set(names) - set(stored))
     duplicates = len(stored) - len(set(stored))
-    fault_report.append({"fault": f"watcher SIGKILLed in a 1,000-file burst, inotify overflow ({stack.name})",
+    fault = f"watcher SIGKILLed in a 1,000-file burst, inotify overflow ({stack.name})"
+    fault_report.append({"fault": fault,
                          "runs": 1, "in": FILES, "stored_once": len(set(stored)) - duplicates,
                          "duplicates": duplicates, "lost": lost})
 
