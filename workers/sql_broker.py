@@ -15,6 +15,9 @@ What differs from kombu's stock transport, and why:
   9 ms down to 2 ms per message here), readers no longer block the writer, and a
   message survives a crash of any process. A power cut may lose the last
   messages; their documents stay ``received`` and the sweep hands them out again.
+* Each thread gets its own database session. The stock transport shares one,
+  but a worker returns the message of a killed pool process from another
+  thread, and a shared session then fails ("session in 'prepared' state").
 * Delivered messages are deleted, not kept as invisible rows (the stock table
   only ever grows). Either way a delivered message is never delivered again by
   this transport; the sweep covers a worker that dies holding one.
@@ -22,6 +25,7 @@ What differs from kombu's stock transport, and why:
 
 from __future__ import annotations
 
+import threading
 from json import loads
 from queue import Empty
 from typing import Any
@@ -38,6 +42,17 @@ SQLITE_BUSY_SECONDS = 30
 
 
 class Channel(kombu_sqlalchemy.Channel):
+    _local: threading.local | None = None
+
+    @property
+    def session(self) -> Any:
+        if self._local is None:
+            self._local = threading.local()
+        session = getattr(self._local, "session", None)
+        if session is None:
+            _, make_session = self._open()
+            session = self._local.session = make_session()
+        return session
     def _engine_from_config(self):  # noqa: ANN202 - kombu's signature
         from sqlalchemy import create_engine, event
 
