@@ -165,11 +165,7 @@ def download_url(
         "capped at SLUICE_PRESIGN_MAX_EXPIRY_SECONDS"))] = None,
 ) -> dict[str, Any]:
     """A pre-signed link that downloads the original, as an attachment under its name."""
-    with services.runtime.session() as session:
-        document = _live(session, document_id)
-        holder = _content_holder(session, document)
-    if not holder.s3_key:
-        raise ApiError(409, "not_stored", _not_stored_message(document))
+    document, holder = _stored(services, document_id)
 
     seconds = _expiry(services, expires_in)
     url = services.runtime.store.presign_get(
@@ -188,11 +184,7 @@ def thumbnail_url(
     expires_in: Annotated[int | None, Query(ge=1, lt=INT32)] = None,
 ) -> dict[str, Any]:
     """A pre-signed link to the document's thumbnail (JPEG); 404 when it has none."""
-    with services.runtime.session() as session:
-        document = _live(session, document_id)
-        holder = _content_holder(session, document)
-    if not holder.s3_key:
-        raise ApiError(409, "not_stored", _not_stored_message(document))
+    document, holder = _stored(services, document_id)
     if not holder.thumbnail_key:
         raise ApiError(404, "no_thumbnail", "no thumbnail can be made of this document")
 
@@ -264,6 +256,16 @@ def _content_holder(session: Session, document: Document) -> Document:
         if original is not None:
             return original
     return document
+
+
+def _stored(services: Services, document_id: uuid.UUID) -> tuple[Document, Document]:
+    """A live document and the one holding its objects; 409 until they are stored."""
+    with services.runtime.session() as session:
+        document = _live(session, document_id)
+        holder = _content_holder(session, document)
+    if not holder.s3_key:
+        raise ApiError(409, "not_stored", _not_stored_message(document))
+    return document, holder
 
 
 def _not_stored_message(document: Document) -> str:

@@ -7,7 +7,7 @@ import io
 import lzma
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from pipeline.detect import HEAD_BYTES
 from pipeline.migration.entries import ArchiveDamaged
@@ -152,38 +152,10 @@ class _Decompressor(Protocol):
     def prime(self, data: bytes) -> None: ...
 
 
-class _Zlib:
-    """zlib's streaming API, shaped like bz2's and lzma's (``needs_input``)."""
+class _Primable:
+    """What both decompressor shapes share: a chunk primed back, eof and the unused tail."""
 
-    def __init__(self) -> None:
-        self._inner = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        self._primed = b""
-
-    @property
-    def eof(self) -> bool:
-        return self._inner.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._inner.unused_data
-
-    @property
-    def needs_input(self) -> bool:
-        return not self._inner.unconsumed_tail and not self._primed
-
-    def prime(self, data: bytes) -> None:
-        self._primed = data
-
-    def decompress(self, data: bytes, max_length: int) -> bytes:
-        source = self._primed or self._inner.unconsumed_tail or data
-        self._primed = b""
-        return self._inner.decompress(source, max_length)
-
-
-class _Buffered:
-    """bz2 or lzma, whose decompressors take unread input back themselves."""
-
-    def __init__(self, inner: bz2.BZ2Decompressor | lzma.LZMADecompressor):
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._primed = b""
 
@@ -195,12 +167,32 @@ class _Buffered:
     def unused_data(self) -> bytes:
         return self._inner.unused_data
 
+    def prime(self, data: bytes) -> None:
+        self._primed = data
+
+
+class _Zlib(_Primable):
+    """zlib's streaming API, shaped like bz2's and lzma's (``needs_input``)."""
+
+    def __init__(self) -> None:
+        super().__init__(zlib.decompressobj(wbits=16 + zlib.MAX_WBITS))
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._inner.unconsumed_tail and not self._primed
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        source = self._primed or self._inner.unconsumed_tail or data
+        self._primed = b""
+        return self._inner.decompress(source, max_length)
+
+
+class _Buffered(_Primable):
+    """bz2 or lzma, whose decompressors take unread input back themselves."""
+
     @property
     def needs_input(self) -> bool:
         return self._inner.needs_input and not self._primed
-
-    def prime(self, data: bytes) -> None:
-        self._primed = data
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
         source = self._primed or data
