@@ -4,7 +4,15 @@ It migrates the database, then runs the worker, the beat scheduler, the watcher
 and the API, each as its own ``sluice`` process (each builds its own clients, as
 it would on its own host). Ctrl-C or SIGTERM stops them all: intake first (API
 and watcher), then the scheduler, then the worker, which finishes the document
-in hand. If one dies on its own, the rest are stopped and ``up`` exits 1.
+in hand.
+
+A child that dies on its own (the OOM killer takes a worker, say) is started
+again after a short pause; nothing is lost meanwhile, since files wait in the
+inbox and spool and messages in the broker. A child that keeps dying right after
+it starts (a port already taken, a bad setting) cannot be helped by restarts:
+then the rest are stopped and ``up`` exits 1. If ``up`` itself is killed, even
+with SIGKILL, the kernel stops its children (Linux's parent-death signal), so
+no orphaned worker or scheduler is left behind to hold the port or run twice.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 import click
 
 from cli.context import CommandContext
+from cli.parent_death import stop_with_parent
 from pipeline.db.schema import upgrade
 from pipeline.secretfile import read_or_create_secret
 from pipeline.settings import Settings
@@ -31,6 +40,10 @@ API_TOKEN_FILE = "api_token"
 # A Celery worker finishes the document in hand on SIGTERM; most take well under this.
 STOP_GRACE_SECONDS = 30.0
 WATCH_INTERVAL_SECONDS = 0.5
+# A child that exits this soon after starting is failing to start, not crashing.
+EARLY_EXIT_SECONDS = 10.0
+EARLY_EXITS_BEFORE_GIVING_UP = 3
+RESTART_PAUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -39,11 +52,23 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    early_exits: int = 0
 
     def start(self) -> None:
         # A session of its own: the terminal's Ctrl-C reaches only ``up``, which
         # then stops the children in the right order.
-        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True,
+                                        preexec_fn=stop_with_parent(os.getpid()))
+        self.started_at = time.monotonic()
+
+    def note_exit(self) -> bool:
+        """Count an unexpected exit; True while restarting it still makes sense."""
+        if time.monotonic() - self.started_at < EARLY_EXIT_SECONDS:
+            self.early_exits += 1
+        else:
+            self.early_exits = 0
+        return self.early_exits < EARLY_EXITS_BEFORE_GIVING_UP
 
     @property
     def exit_code(self) -> int | None:
@@ -86,8 +111,8 @@ def up(obj: CommandContext) -> None:
     failed = _supervise(children, stop)
     _stop_all(children)
     if failed is not None:
-        click.echo(f"sluice: the {failed.name} stopped unexpectedly (exit status "
-                   f"{failed.exit_code}); stopped everything else", err=True)
+        click.echo(f"sluice: the {failed.name} keeps stopping right after it starts (exit "
+                   f"status {failed.exit_code}); stopped everything else", err=True)
         sys.exit(1)
     click.echo("sluice: stopped", err=True)
 
@@ -126,12 +151,26 @@ def _announce(settings: Settings, token: str | None) -> None:
 
 
 def _supervise(children: list[Child], stop: threading.Event) -> Child | None:
-    """Wait for a stop request (None) or for a child to exit on its own (that child)."""
+    """Restart children that die until a stop request (None) or one that cannot start."""
     while not stop.wait(WATCH_INTERVAL_SECONDS):
         for child in children:
-            if child.exit_code is not None:
+            if child.exit_code is None:
+                continue
+            if not child.note_exit():
                 return child
+            _restart(child, stop)
     return None
+
+
+def _restart(child: Child, stop: threading.Event) -> None:
+    # Doubling pauses while it keeps failing early, so a flapping child
+    # does not spin; the first restart after a crash is almost immediate.
+    pause = RESTART_PAUSE_SECONDS * 2 ** child.early_exits
+    click.echo(f"sluice: the {child.name} stopped unexpectedly (exit status "
+               f"{child.exit_code}); starting it again in {pause:.0f} s", err=True)
+    log.warning("child restarting name=%s exit_status=%s", child.name, child.exit_code)
+    if not stop.wait(pause):
+        child.start()
 
 
 def _stop_all(children: list[Child]) -> None:
