@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from pipeline import documents
+from pipeline import documents, liveness
 from pipeline.db.models import Document, utcnow
 from pipeline.documents import Actor
 from pipeline.runtime import Runtime
@@ -42,6 +44,7 @@ def sweep(runtime: Runtime, actor: Actor, stuck_after_seconds: int | None = None
     stuck_after = stuck_after_seconds or runtime.settings.stuck_after_seconds
     result = SweepResult()
     settle_unclaimed_rows(runtime, actor, stuck_after, result)
+    _break_dead_leases(runtime, actor)
     _collect_stuck(runtime, actor, stuck_after, result)
     _tidy_spool(runtime, actor, stuck_after, result)
     _remove_stale_partials(runtime, result)
@@ -72,6 +75,47 @@ def settle_unclaimed_rows(runtime: Runtime, actor: Actor, stuck_after: int,
                 documents.forget_unclaimed(session, document_id)
                 result.forgotten += 1
         session.commit()
+
+
+def _break_dead_leases(runtime: Runtime, actor: Actor) -> None:
+    """End at once the leases of this host's processes that died (OOM killer, SIGKILL).
+
+    Without this a killed worker's documents wait out their lease (the task's hard
+    limit and more) before anyone takes them over. Only this host's pids can be
+    checked; leases of other hosts still run out on their own.
+    """
+    here = socket.gethostname()
+    now = utcnow()
+    with runtime.session() as session:
+        held = session.execute(
+            select(Document.id, Document.lease_owner)
+            .where(Document.status == "processing", Document.lease_until >= now,
+                   Document.lease_owner.like(f"%@{here}:%"))
+            .limit(BATCH)
+        ).all()
+        for document_id, owner in held:
+            pid = _lease_pid(owner, here)
+            if pid is None or liveness.is_running(pid):
+                continue
+            broken = session.execute(
+                update(Document).where(Document.id == document_id,
+                                       Document.status == "processing",
+                                       Document.lease_owner == owner)
+                .values(lease_until=now - timedelta(seconds=1))
+            ).rowcount
+            if broken:
+                documents.record_event(session, document_id, "lease_broken", actor,
+                                       holder=owner)
+                log.warning("lease broken document_id=%s holder=%s (process gone)",
+                            document_id, owner)
+        session.commit()
+
+
+def _lease_pid(owner: str, host: str) -> int | None:
+    """The pid in a lease owner ``task@host:pid`` of this host; None if it is not one."""
+    _, _, worker = owner.rpartition("@")
+    name, _, pid = worker.rpartition(":")
+    return int(pid) if name == host and pid.isdigit() else None
 
 
 def _collect_stuck(runtime: Runtime, actor: Actor, stuck_after: int,

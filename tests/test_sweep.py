@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -66,3 +69,40 @@ def test_a_fresh_document_is_left_to_its_worker(stack: Stack, tmp_path: Path) ->
     document_id = stack.ingest(unique_pdf(tmp_path), enqueue=False)
 
     assert document_id not in sweep(stack.runtime, Actor.here(), stuck_after_seconds=600).requeue
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_lease_held_by_a_dead_process_of_this_host_is_broken_at_once(
+        stack: Stack, tmp_path: Path) -> None:
+    # Given a worker of this host that died (OOM killer) holding a fresh lease
+    document_id = stack.ingest(unique_pdf(tmp_path), enqueue=False)
+    dead = Actor(f"{socket.gethostname()}:{dead_pid()}", "killed-task")
+    with stack.runtime.session() as session:
+        documents.claim(session, document_id, dead, lease_seconds=3600)
+        session.commit()
+
+    # Then the next sweep does not wait an hour for the lease: it requeues it
+    assert document_id in sweep_and_enqueue(stack)
+    assert stack.wait([document_id])[document_id].status == "stored"
+    assert "lease_broken" in stack.events(document_id)
+
+
+def test_a_lease_held_by_a_live_process_or_another_host_is_respected(
+        stack: Stack, tmp_path: Path) -> None:
+    alive = stack.ingest(unique_pdf(tmp_path), enqueue=False)
+    elsewhere = stack.ingest(unique_pdf(tmp_path), enqueue=False)
+    with stack.runtime.session() as session:
+        documents.claim(session, alive, Actor.here("busy-task"), lease_seconds=3600)
+        documents.claim(session, elsewhere, Actor("other-host:1", "far-task"), lease_seconds=3600)
+        session.commit()
+
+    requeued = sweep(stack.runtime, Actor.here(), stuck_after_seconds=600).requeue
+
+    assert alive not in requeued
+    assert elsewhere not in requeued
