@@ -5,7 +5,7 @@ its output open while it scans the next page can pause longer than any settle
 interval; a file claimed then is stored half-written, and the writer's later bytes go
 into a file nobody will read again. On Linux a read lease (``fcntl(F_SETLEASE,
 F_RDLCK)``) is refused with EAGAIN while any process has the file open for writing,
-which is exactly the question; it costs one open and one fcntl.
+which is exactly the question; it costs one open and two fcntl calls per file.
 
 The lease is held while the file is claimed: a writer that opens the file meanwhile
 waits in ``open`` until the lease is released, and the lease shows that it is waiting
