@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,10 @@ from pipeline.spool import ClaimLost
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 1024 * 1024
+
+
+class WriterArrived(Exception):
+    """A process opened the file for writing while it was being claimed; it is back."""
 
 
 @dataclass
@@ -55,12 +59,15 @@ class Intake:
         }
 
 
-def claim_from_inbox(runtime: Runtime, path: Path, intake: Intake,
-                     actor: Actor) -> uuid.UUID | None:
+def claim_from_inbox(runtime: Runtime, path: Path, intake: Intake, actor: Actor,
+                     writer_waiting: Callable[[], bool] | None = None) -> uuid.UUID | None:
     """Take a settled file out of the inbox; None if another watcher took it first.
 
     Row first, then the atomic rename, then the row learns where the file is: a
     crash at any point leaves the file in the inbox, or in the spool with its row.
+    ``writer_waiting`` says, after the rename, whether a process has meanwhile begun
+    opening the file for writing (see watchers/writers.py); if so the file goes back
+    to the inbox and WriterArrived is raised.
     """
     document_id = uuid.uuid4()
     with runtime.session() as session:
@@ -70,6 +77,8 @@ def claim_from_inbox(runtime: Runtime, path: Path, intake: Intake,
 
     try:
         ref = runtime.spool.claim(path, document_id)
+        if writer_waiting is not None and writer_waiting():
+            _put_back(runtime, ref, path)
     except BaseException as error:
         with runtime.session() as session:
             documents.forget_unclaimed(session, document_id)
@@ -85,6 +94,17 @@ def claim_from_inbox(runtime: Runtime, path: Path, intake: Intake,
     log.info("received document_id=%s source=watch path=%s", document_id,
              clean_path(str(path)))
     return document_id
+
+
+def _put_back(runtime: Runtime, ref: str, path: Path) -> None:
+    # The writer's open found the file by its inbox name before the rename and now
+    # waits for our lease: its bytes will land in this file wherever it is, so it must
+    # be in the inbox again when the writer goes on. The caller then drops the row; a
+    # crash in between is one the sweeper already settles (file in the spool: the row
+    # is adopted; file back in the inbox: the row is dropped).
+    if runtime.spool.unclaim(ref, path):
+        raise WriterArrived(str(path))
+    log.warning("claim kept path=%s reason=writer_waiting_but_name_taken", clean_path(str(path)))
 
 
 def receive_stream(runtime: Runtime, chunks: Iterable[bytes], intake: Intake,

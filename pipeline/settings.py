@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     categories: CommaList = DEFAULT_CATEGORIES
     max_file_size: int = Field(default=2 * 1024**3, gt=0)
 
-    # Scanners write in bursts with pauses; 2 s of no change in size and mtime is
-    # longer than any pause we have seen, yet short enough to feel immediate.
+    # Scanners write in bursts with pauses; 2 s of no change in size and mtime
+    # feels immediate. A file still open for writing is not taken even then
+    # (watchers/writers.py), except where the kernel cannot tell (network mounts):
+    # there this interval must outlast the scanner's longest pause.
     watch_settle_seconds: float = Field(default=2.0, ge=0)
     # A zero-length file is a scanner that has not started writing yet.
     watch_empty_settle_seconds: float = Field(default=300.0, ge=0)

@@ -123,6 +123,7 @@ def _full_spool_is_transient(root: Path) -> Iterator[None]:
 
 class Spool(Protocol):
     def claim(self, source: Path, document_id: uuid.UUID) -> str: ...
+    def unclaim(self, ref: str, source: Path) -> bool: ...
     def receive(self, document_id: uuid.UUID, chunks: Iterable[bytes],
                 max_size: int) -> SpooledFile: ...
     def open_incoming(self, document_id: uuid.UUID, max_size: int) -> IncomingFile: ...
@@ -158,6 +159,18 @@ class FolderSpool:
                 raise SpoolMisplaced(str(error)) from error
             raise
         return ref
+
+    def unclaim(self, ref: str, source: Path) -> bool:
+        """Put a file claimed a moment ago back where it was; False if that name is taken.
+
+        The check and the rename are two steps: a new file arriving under the same
+        name in between would be replaced, a window of microseconds in a claim that
+        has already been interrupted by a writer.
+        """
+        if os.path.lexists(source):
+            return False
+        os.rename(self.root / ref, source)
+        return True
 
     def receive(
         self, document_id: uuid.UUID, chunks: Iterable[bytes], max_size: int

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,10 +20,13 @@ from sqlalchemy import select
 from pipeline import documents
 from pipeline.db.models import Document
 from pipeline.documents import Actor
+from pipeline.intake import Intake, WriterArrived, claim_from_inbox
 from pipeline.recovery import recover
 from pipeline.runtime import Runtime
 from tests.conftest import CORPUS
+from tests.support.private import wait_until
 from tests.support.stack import Stack
+from watchers import writers
 from watchers.folder import InboxWatcher
 from workers.celery_app import enqueue_ingest
 
@@ -88,6 +96,92 @@ def test_a_file_written_slowly_is_taken_once_and_complete(stack: Stack, inbox: P
     assert document.file_size == len(content)
     assert document.source == "watch" and document.original_name == "slow-scan.pdf"
     assert not target.exists()
+
+
+# A scanner writing a multi-page document: it keeps the file open, writes the pages
+# scanned so far, pauses while it scans the next one, writes the rest and closes.
+PAUSING_WRITER = """
+import sys, time
+source, target, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+data = open(source, "rb").read()
+half = len(data) // 2
+with open(target, "wb") as out:
+    out.write(data[:half])
+    out.flush()
+    print("pausing", flush=True)
+    time.sleep(pause)
+    out.write(data[half:])
+"""
+
+
+def test_a_writer_pausing_with_the_file_open_is_waited_for(stack: Stack, inbox: Path) -> None:
+    content = unique_pdf_bytes() * 20
+    source = stack.root / f"scan-{uuid.uuid4().hex[:8]}.pdf"
+    source.write_bytes(content)
+    target = inbox / "paused-scan.pdf"
+    pause = SETTLE * 6  # far longer than the settle interval
+    with RunningWatcher(stack, inbox) as running:
+        writer = subprocess.Popen([sys.executable, "-c", PAUSING_WRITER, str(source),
+                                   str(target), str(pause)], stdout=subprocess.PIPE)
+        assert writer.stdout.readline() == b"pausing\n"
+        time.sleep(pause - SETTLE)
+        assert running.claimed == [] and target.exists(), "taken while still open for writing"
+        assert writer.wait(timeout=30) == 0
+        ids = running.wait_for_claims(1)
+        time.sleep(SETTLE * 3)
+
+    assert len(running.claimed) == 1
+    document = stack.wait(ids)[ids[0]]
+    assert document.status == "stored"
+    assert document.file_size == len(content)
+    assert document.sha256 == hashlib.sha256(content).hexdigest()
+    assert not target.exists()
+
+
+APPENDING_WRITER = """
+import sys
+with open(sys.argv[1], "ab") as out:
+    out.write(b"second part\\n")
+"""
+
+
+def test_a_writer_opening_the_file_during_its_claim_finds_it_in_the_inbox(
+        stack: Stack, inbox: Path) -> None:
+    target = inbox / "reopened.txt"
+    target.write_bytes(b"first part\n")
+    intake = Intake(source="watch", original_name=target.name, source_path=str(target))
+    with writers.check_writers(target) as check:
+        assert check.verdict is writers.Verdict.NO_WRITERS
+        writer = subprocess.Popen([sys.executable, "-c", APPENDING_WRITER, str(target)])
+        assert wait_until(check.writer_waiting, 10), "the writer's open did not wait for us"
+        with pytest.raises(WriterArrived):
+            claim_from_inbox(stack.runtime, target, intake, Actor.here(),
+                             writer_waiting=check.writer_waiting)
+    assert writer.wait(timeout=10) == 0
+    assert target.read_bytes() == b"first part\nsecond part\n"
+    with stack.runtime.session() as session:
+        rows = session.scalars(select(Document.id).where(
+            Document.source_path == str(target))).all()
+    assert rows == []
+
+
+def test_where_leases_are_unsupported_the_settle_interval_alone_decides(
+        stack: Stack, inbox: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(fd: int) -> None:  # as on NFS, SMB and FUSE mounts
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+    monkeypatch.setattr(writers, "_take_read_lease", refuse)
+    caplog.set_level(logging.INFO, logger="watchers")
+    content = unique_pdf_bytes()
+    with RunningWatcher(stack, inbox) as running:
+        (inbox / "on-a-share.pdf").write_bytes(content)
+        ids = running.wait_for_claims(1)
+
+    document = stack.wait(ids)[ids[0]]
+    assert (document.status, document.file_size) == ("stored", len(content))
+    notes = [r.getMessage() for r in caplog.records if "settle interval alone" in r.getMessage()]
+    assert len(notes) == 1 and "on-a-share.pdf" in notes[0], notes
 
 
 def test_an_empty_file_waits_for_its_content(stack: Stack, inbox: Path) -> None:

@@ -21,13 +21,14 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from pipeline.documents import Actor
-from pipeline.intake import Intake, claim_from_inbox
+from pipeline.intake import Intake, WriterArrived, claim_from_inbox
 from pipeline.names import clean_path
 from pipeline.runtime import Runtime
 from pipeline.spool import SpoolMisplaced
 from watchers.filters import is_ignored
 from watchers.mounts import filesystem_type, is_network_filesystem
 from watchers.settle import SettleTracker
+from watchers.writers import Verdict, check_writers
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ TICK_SECONDS = 0.25
 # After a failed claim (permissions, a full disk) a file is tried again later,
 # not in a tight loop.
 RETRY_AFTER_SECONDS = 30.0
+# A settled file that a process still holds open for writing is asked about again
+# this often (one open and one fcntl each time).
+OPEN_RECHECK_SECONDS = 1.0
 
 
 class _Events(FileSystemEventHandler):
@@ -149,15 +153,34 @@ class InboxWatcher:
     def _claim(self, path: Path) -> uuid.UUID | None:
         inbox = self._inbox_of(path)
         intake = Intake(source="watch", original_name=path.name, source_path=str(path))
-        try:
-            document_id = claim_from_inbox(self.runtime, path, intake, self.actor)
-        except SpoolMisplaced:
-            raise
-        except Exception as error:  # noqa: BLE001 - the watcher must outlive one bad file
-            log.error("claim failed path=%s error=%s; retrying in %.0f s", clean_path(str(path)),
-                      error, RETRY_AFTER_SECONDS)
-            self._retry_after[path] = time.monotonic() + RETRY_AFTER_SECONDS
-            return None
+        # Settled is not enough: a scanner may pause with the file open for longer
+        # than any settle interval. The lease is held until the file is in the spool.
+        with check_writers(path) as writers:
+            if writers.verdict is Verdict.WRITING:
+                log.debug("still open for writing path=%s; waiting", clean_path(str(path)))
+                self._retry_after[path] = time.monotonic() + OPEN_RECHECK_SECONDS
+                return None
+            if writers.verdict is Verdict.GONE:
+                self.tracker.forget(path)
+                return None
+            if writers.verdict is Verdict.UNKNOWN:
+                log.info("cannot tell whether path=%s is still open for writing (%s); "
+                         "taken on the settle interval alone", clean_path(str(path)),
+                         writers.reason)
+            try:
+                document_id = claim_from_inbox(self.runtime, path, intake, self.actor,
+                                               writer_waiting=writers.writer_waiting)
+            except SpoolMisplaced:
+                raise
+            except WriterArrived:
+                log.debug("opened for writing while claimed path=%s; put back, waiting",
+                          clean_path(str(path)))
+                return None
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive one bad file
+                log.error("claim failed path=%s error=%s; retrying in %.0f s",
+                          clean_path(str(path)), error, RETRY_AFTER_SECONDS)
+                self._retry_after[path] = time.monotonic() + RETRY_AFTER_SECONDS
+                return None
         self.tracker.forget(path)
         self._retry_after.pop(path, None)
         if document_id is not None:
