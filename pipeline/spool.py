@@ -163,13 +163,21 @@ class FolderSpool:
     def unclaim(self, ref: str, source: Path) -> bool:
         """Put a file claimed a moment ago back where it was; False if that name is taken.
 
-        The check and the rename are two steps: a new file arriving under the same
-        name in between would be replaced, a window of microseconds in a claim that
-        has already been interrupted by a writer.
+        A hard link never replaces an existing name, so a new file that arrived
+        under the same name meanwhile is left alone; the spool's name then goes.
         """
-        if os.path.lexists(source):
+        claimed = self.root / ref
+        try:
+            os.link(claimed, source, follow_symlinks=False)
+        except FileExistsError:
             return False
-        os.rename(self.root / ref, source)
+        except OSError:
+            # No hard links here: check, then rename (a window of microseconds).
+            if os.path.lexists(source):
+                return False
+            os.rename(claimed, source)
+            return True
+        os.unlink(claimed)
         return True
 
     def receive(
