@@ -223,6 +223,29 @@ def test_an_owner_pid_now_used_by_another_process_does_not_hold_the_run(
         stranger.wait()
 
 
+def test_timeout_with_documents_pending_is_not_success(stack: Stack,
+                                                       tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", "pending")
+
+    gave_up = migrate(stack, tree, "--timeout", "1", env=no_worker_env())
+
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert "3 entries are still pending" in gave_up.stderr
+    assert "run the same command again" in gave_up.stderr
+    assert gave_up.summary["pending"] == 3 and gave_up.summary["exit_code"] == 1
+    assert gave_up.summary["status"] == "timed_out"
+    reported = gave_up.report
+    assert "run the same command again" in reported["summary"]["note"]
+    assert {e["outcome"] for e in reported["entries"]} == {"pending"}
+
+    picked_up = migrate(stack, tree, "--timeout", "120")
+
+    assert picked_up.returncode == 0, picked_up.stderr
+    assert picked_up.summary["taken_this_pass"] == 0
+    assert picked_up.summary["pending"] == 0 and picked_up.summary["note"] is None
+    assert {e["outcome"] for e in picked_up.report["entries"]} == {"stored"}
+
+
 def test_document_spooled_just_before_a_crash_is_adopted(stack: Stack,
                                                          tmp_path: Path) -> None:
     from pipeline.documents import Actor
