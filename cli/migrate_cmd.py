@@ -38,7 +38,8 @@ EXIT_INTERRUPTED = 130
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every document is final, so the report has outcomes.")
 @click.option("--timeout", type=float, default=None,
-              help="Give up waiting after N seconds.")
+              help="Give up waiting after N seconds (exit 1 if entries are still "
+                   "pending; run the same command again to pick them up).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object.")
 @click.pass_obj
@@ -50,15 +51,18 @@ def migrate(obj: CommandContext, source: Path, dry_run: bool, category: str | No
     """Bring a folder tree or a .zip/.tar(.gz|.bz2|.xz) archive in, once.
 
     Running the same command again continues where it stopped and takes nothing
-    twice. Exit status 3 when any entry was refused or failed.
+    twice. Exit status 3 when any entry was refused or failed; 1 when --timeout
+    ended the wait with entries still pending (run it again to pick them up).
     """
     from pipeline.migration.walk import source_kind
 
     options = _options(obj, category, tags, maps, map_file, include, exclude,
                        uploaded_by)
     if source_kind(source) is None:
-        raise click.ClickException(
-            f"{source} is neither a folder nor a zip or tar archive")
+        # The user named the wrong thing: a usage error (exit 2), not Sluice's fault.
+        raise click.BadParameter(
+            f"{source} is neither a folder nor a zip or tar archive "
+            "(to bring in single files, use `sluice ingest`)", param_hint="SOURCE")
     if dry_run:
         _dry_run(obj, source, options, as_json)
         return
@@ -133,8 +137,10 @@ def _run(obj: CommandContext, source: Path, options: object, max_in_flight: int 
     else:
         for line in summary.lines():
             click.echo(line)
+    if summary.note:
+        click.echo(f"sluice: gave up waiting: {summary.note}", err=True)
     if summary.exit_code:
-        raise SystemExit(EXIT_REJECTED)
+        raise SystemExit(summary.exit_code)
 
 
 COMMANDS = [migrate]

@@ -113,12 +113,16 @@ class Settings(BaseSettings):
     migrate_max_in_flight: int = Field(default=200, ge=1)
     # Bytes any one archive (with the archives inside it) may expand to.
     migrate_max_expanded_bytes: int = Field(default=64 * 1024**3, gt=0)
-    # Expansion ratio (expanded / compressed) beyond which an entry or an archive
-    # is a compression bomb. Office files and text rarely pass 20:1; bombs reach
-    # 1000:1 and more. Ratios are judged only once this many bytes came out, so a
-    # small, very compressible file never trips it.
+    # Expansion ratio (expanded / compressed) beyond which an entry is a
+    # compression bomb. Office files rarely pass 20:1; bombs reach 1000:1 and more;
+    # but real scans do too: a blank A4 page as a 300 dpi BMP is 8.7 MB from 9.5 KB.
+    # So an entry is judged by its ratio only once it expands past this floor:
+    # 64 MiB holds an uncompressed A4 page in colour at 300 dpi (26 MB), in grey
+    # at 600 dpi (35 MB) or an A3 colour page at 300 dpi (52 MB), and lets a bomb
+    # entry write no more than 64 MiB before it is stopped. Every entry, whatever
+    # its size, still spends the expansion budget above.
     migrate_max_ratio: float = Field(default=100.0, gt=1)
-    migrate_ratio_after_bytes: int = Field(default=1024 * 1024, ge=0)
+    migrate_ratio_after_bytes: int = Field(default=64 * 1024**2, ge=0)
     # Archives inside archives: the source archive is depth 1.
     migrate_max_depth: int = Field(default=5, ge=1)
 

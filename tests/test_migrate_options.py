@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from pipeline.db.models import MigrationRun
@@ -161,12 +162,19 @@ def test_unknown_category_is_a_usage_error(stack: Stack, tmp_path: Path) -> None
     assert "nonsense" in result.stderr
 
 
-def test_a_file_that_is_no_archive_is_an_error(stack: Stack, tmp_path: Path) -> None:
-    document = tmp_path / "letter.txt"
-    document.write_text("hello")
+@pytest.mark.parametrize("name, content", [
+    ("letter.txt", b"hello"),
+    ("fake.zip", b"this is text, whatever the name says\n"),
+    ("scan.pdf", b"%PDF-1.4\n%%EOF\n"),
+])
+def test_a_file_that_is_no_archive_is_a_usage_error(stack: Stack, tmp_path: Path,
+                                                    name: str, content: bytes) -> None:
+    document = tmp_path / name
+    document.write_bytes(content)
     result = migrate(stack, document)
-    assert result.returncode == 1
+    assert result.returncode == 2, result.stderr
     assert "neither a folder nor a zip or tar archive" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def _dry_run(stack: Stack, tree: Path) -> dict:

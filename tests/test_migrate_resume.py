@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.db.models import MigrationRun
 from pipeline.migration.ledger import run_id_for
 from pipeline.migration.migrate import MigrationRequest, StopRequested, run_migration
 from pipeline.migration.options import MigrationOptions
@@ -17,6 +18,7 @@ from tests.support.migration import (
     ledger_rows,
     make_zip,
     migrate,
+    no_worker_env,
     run_documents,
     start_migrate,
     unique_bytes,
@@ -132,21 +134,116 @@ def test_finished_migration_run_again_takes_nothing(stack: Stack,
     assert_taken_once(stack, first.run_id, tree)
 
 
+def small_tree(root: Path, label: str, count: int = 3) -> Path:
+    root.mkdir()
+    for number in range(count):
+        (root / f"doc-{number}.txt").write_bytes(unique_bytes(f"{label} {number}"))
+    return root
+
+
 def test_second_process_on_the_same_run_is_refused(stack: Stack,
                                                    tmp_path: Path) -> None:
-    tree = make_tree(tmp_path / "tree", "busy")
-    process = start_migrate(stack, tree, "--max-in-flight", "1")
+    tree = small_tree(tmp_path / "tree", "busy")
+    # No worker reads its queue: after one document it waits for room until stopped,
+    # so it is still running whatever the load on the machine.
+    process = start_migrate(stack, tree, "--max-in-flight", "1", env=no_worker_env())
     run_id = run_id_for(tree.resolve(), MigrationOptions().fingerprint())
     try:
         wait_for(lambda: len(run_documents(stack, run_id)) >= 1, timeout=120)
         second = migrate(stack, tree)
         assert second.returncode == 1
         assert "already running" in second.stderr
+        assert process.poll() is None, "the first migration left its hold"
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "run the same command again" in stderr
+    # The stack's own worker finishes what the first one spooled.
+    assert migrate(stack, tree).returncode == 0
+
+
+def process_state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()[0]
+
+
+def test_a_killed_migration_not_yet_reaped_does_not_hold_its_run(
+        stack: Stack, tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", "zombie")
+    process = start_migrate(stack, tree, "--max-in-flight", "1", env=no_worker_env())
+    run_id = run_id_for(tree.resolve(), MigrationOptions().fingerprint())
+    try:
+        wait_for(lambda: len(run_documents(stack, run_id)) >= 1, timeout=120)
+        process.send_signal(signal.SIGKILL)
+        # Not reaped yet: the pid still answers signals, as a zombie.
+        wait_for(lambda: process_state(process.pid) == "Z", timeout=30)
+
+        again = migrate(stack, tree)
+
+        assert "already running" not in again.stderr
+        assert again.returncode == 0, again.stderr
+        assert again.report["passes"] == 2
+        assert sorted(e["outcome"] for e in again.report["entries"]) == ["stored"] * 3
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_an_owner_pid_now_used_by_another_process_does_not_hold_the_run(
+        stack: Stack, tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    from pipeline.migration.ledger import RunBusy, RunLedger, owner_name
+
+    tree = small_tree(tmp_path / "tree", "reused pid", count=1)
+    options = MigrationOptions().fingerprint()
+    run_id = run_id_for(tree.resolve(), options)
+    RunLedger.open(stack.runtime, run_id, tree.resolve(), options)
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        def owned_by(owner: str) -> None:
+            with stack.runtime.session() as session:
+                run = session.get(MigrationRun, run_id)
+                run.status, run.owner = "running", owner
+                session.commit()
+
+        # The pid lives, but it started at another time than the owner recorded.
+        owned_by(f"{socket.gethostname()}:{stranger.pid}/1")
+        RunLedger.open(stack.runtime, run_id, tree.resolve(), options)
+        # The same pid with its own start time is a live owner.
+        owned_by(owner_name(stranger.pid))
+        with pytest.raises(RunBusy, match=f"process {stranger.pid}"):
+            RunLedger.open(stack.runtime, run_id, tree.resolve(), options)
+        assert os.getpid() != stranger.pid
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_timeout_with_documents_pending_is_not_success(stack: Stack,
+                                                       tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", "pending")
+
+    gave_up = migrate(stack, tree, "--timeout", "1", env=no_worker_env())
+
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert "3 entries are still pending" in gave_up.stderr
+    assert "run the same command again" in gave_up.stderr
+    assert gave_up.summary["pending"] == 3 and gave_up.summary["exit_code"] == 1
+    assert gave_up.summary["status"] == "timed_out"
+    reported = gave_up.report
+    assert "run the same command again" in reported["summary"]["note"]
+    assert {e["outcome"] for e in reported["entries"]} == {"pending"}
+
+    picked_up = migrate(stack, tree, "--timeout", "120")
+
+    assert picked_up.returncode == 0, picked_up.stderr
+    assert picked_up.summary["taken_this_pass"] == 0
+    assert picked_up.summary["pending"] == 0 and picked_up.summary["note"] is None
+    assert {e["outcome"] for e in picked_up.report["entries"]} == {"stored"}
 
 
 def test_document_spooled_just_before_a_crash_is_adopted(stack: Stack,

@@ -153,3 +153,37 @@ def test_progress_on_a_terminal_redraws_one_line_with_an_eta() -> None:
     assert "1 files" in line and "2.5 MB" in line and "25%" in line and "ETA" in line
     assert "refused 1" in line
     assert out.getvalue().startswith("\r\x1b[K")
+
+
+def test_tar_members_are_judged_by_ratio_each_on_its_own() -> None:
+    from pipeline.migration.entries import ArchiveStopped
+    from pipeline.migration.sources.tarred import TarPlace, tar_entries
+
+    def tar_gz(sizes: dict[str, int]) -> bytes:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as archive:
+            for name, size in sizes.items():
+                info = tarfile.TarInfo(name)
+                info.size = size
+                archive.addfile(info, io.BytesIO(bytes(size)))
+        return gzip.compress(raw.getvalue())
+
+    floor = 8 * 1024 * 1024
+    limits = Limits(max_expanded_bytes=10**9, max_ratio=100, ratio_after_bytes=floor,
+                    max_depth=5, max_file_size=10**9)
+
+    def read_all(data: bytes) -> list[str]:
+        place = TarPlace("", "a:", 1, ArchiveMeter("t.tar.gz", ExpansionBudget(limits)))
+        names = []
+        for entry in tar_entries(io.BytesIO(data), "gzip", place):
+            names.append(entry.path)
+            for _ in entry.chunks():
+                pass
+        return names
+
+    # Three blank members of 6 MiB each: 18 MiB from a few KB, none past the floor.
+    small = {f"page-{n}.bmp": 6 * 1024 * 1024 for n in range(3)}
+    assert read_all(tar_gz(small)) == list(small)
+    # One member past the floor at over 100:1 stops the stream there.
+    with pytest.raises(ArchiveStopped, match="big.bin expanded"):
+        read_all(tar_gz({"page.bmp": 1024, "big.bin": 2 * floor}))

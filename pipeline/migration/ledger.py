@@ -8,8 +8,10 @@ document by that id and adopts it instead of taking the entry again. Ledger
 rows are written in batches; the documents table is the truth for what was
 taken, the ledger adds what was refused or skipped and why.
 
-One process works on a run at a time: the run row names its owner, and a
-second process is refused while the owner lives.
+One process works on a run at a time: the run row names its owner (host, pid
+and, on Linux, the process's start time), and a second process is refused while
+the owner lives. A pid that is a zombie, or now belongs to a process started at
+another time, is no owner.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class RunLedger:
         self.runtime = runtime
         self.id = run_id
         self.resuming = resuming
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = owner_name(os.getpid())
         self._pending: list[dict[str, Any]] = []
         self._flushed_at = self._beat_at = time.monotonic()
 
@@ -184,12 +186,21 @@ def _insert_ignoring_duplicates(session: Any) -> Any:
         index_elements=["run_id", "entry_key"])
 
 
+def owner_name(pid: int) -> str:
+    """``host:pid``, with ``/start`` (the process's start time) when it is known."""
+    started = process_start(pid)
+    suffix = f"/{started}" if started is not None else ""
+    return f"{socket.gethostname()}:{pid}{suffix}"
+
+
 def _check_owner(run: MigrationRun) -> None:
     if run.status != "running" or not run.owner:
         return
-    host, _, pid = run.owner.rpartition(":")
+    host, _, process = run.owner.rpartition(":")
+    pid, _, started = process.partition("/")
     if host == socket.gethostname():
-        if pid.isdigit() and int(pid) != os.getpid() and _is_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() \
+                and _is_alive(int(pid), int(started) if started.isdigit() else None):
             raise RunBusy(f"this migration is already running (process {pid})")
         return
     age = (utcnow() - run.updated_at).total_seconds()
@@ -197,11 +208,35 @@ def _check_owner(run: MigrationRun) -> None:
         raise RunBusy(f"this migration is already running on {host} (process {pid})")
 
 
-def _is_alive(pid: int) -> bool:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None without /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The name in parentheses may itself hold spaces and parentheses.
+    return text[text.rindex(")") + 2:].split()
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    fields = _proc_stat(pid)
+    # Field 22 of the man page; fields here start at field 3 (the state).
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def _is_alive(pid: int, started: int | None = None) -> bool:
+    """True while ``pid`` runs: not gone, not a zombie, and (when the start time
+    was recorded) still the same process rather than a new one with a reused pid."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc: the signal is all there is to go by
+    if fields[0] in ("Z", "X"):
+        return False
+    return started is None or len(fields) <= 19 or int(fields[19]) == started

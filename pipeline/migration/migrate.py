@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 WAIT_POLL_SECONDS = 0.5
 # Silence this long while waiting usually means no worker is running.
 NO_PROGRESS_HINT_SECONDS = 15.0
+# The run's status when --timeout ended the wait with documents still pending.
+TIMED_OUT = "timed_out"
 
 
 class StopRequested(KeyboardInterrupt):
@@ -147,18 +149,19 @@ def run_migration(runtime: Runtime, app: Celery, request: MigrationRequest,
                 runtime.spool.root)
     progress.fraction = _fraction(source, walk, sink)
 
+    all_final = True
     try:
         with progress:
             walk.run(source)
             ledger.flush()
             if request.wait:
-                _wait_until_final(ledger, progress, request.timeout)
+                all_final = _wait_until_final(ledger, progress, request.timeout)
     except BaseException:
         _finish_quietly(ledger)
         raise
-    ledger.finish("finished")
+    ledger.finish("finished" if all_final else TIMED_OUT)
     summary = write_report(runtime, ledger.id, runtime.settings.var_dir / "reports",
-                           progress.elapsed, sink.taken)
+                           progress.elapsed, sink.taken, waited=request.wait)
     log.info("migration done run_id=%s entries=%d exit_code=%d", ledger.id,
              summary.entries, summary.exit_code)
     return summary
@@ -190,7 +193,8 @@ def _finish_quietly(ledger: RunLedger) -> None:
 
 
 def _wait_until_final(ledger: RunLedger, progress: Progress,
-                      timeout: float | None) -> None:
+                      timeout: float | None) -> bool:
+    """Wait until every document of the run is final (True), or ``timeout`` (False)."""
     started = last_change = time.monotonic()
     last_count, hinted = -1, False
     while True:
@@ -199,7 +203,7 @@ def _wait_until_final(ledger: RunLedger, progress: Progress,
         progress.update(in_flight=in_flight, failed=ledger.count_documents(("failed",)),
                         waiting=True)
         if in_flight == 0:
-            return
+            return True
         now = time.monotonic()
         if in_flight != last_count:
             last_count, last_change = in_flight, now
@@ -209,5 +213,5 @@ def _wait_until_final(ledger: RunLedger, progress: Progress,
             hinted = True
         if timeout is not None and now - started > timeout:
             log.warning("gave up waiting in_flight=%d", in_flight)
-            return
+            return False
         time.sleep(WAIT_POLL_SECONDS)

@@ -26,6 +26,9 @@ from pipeline.runtime import Runtime
 FIELDS = ("path", "outcome", "document_id", "error_code", "error_message",
           "duplicate_of", "size", "sha256", "mime_type", "source_modified_at")
 FINAL_DOCUMENT_STATUSES = {"stored", "duplicate", "failed"}
+PENDING = "pending"
+# A run that gave up waiting (--timeout) with documents pending is not done.
+EXIT_PENDING = 1
 ROWS_PER_FETCH = 1000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -44,11 +47,28 @@ class Summary:
     elapsed_seconds: float = 0.0
     json_path: str | None = None
     csv_path: str | None = None
+    # The run waited for its documents (not --no-wait): pending ones mean it gave up.
+    waited: bool = True
+
+    @property
+    def pending(self) -> int:
+        return self.outcomes[PENDING]
 
     @property
     def exit_code(self) -> int:
-        """3 when anything was refused or failed (INTERFACE.md), else 0."""
+        """1 when it gave up waiting with documents pending; 3 when anything was
+        refused or failed; else 0 (INTERFACE.md)."""
+        if self.waited and self.pending:
+            return EXIT_PENDING
         return 3 if self.outcomes[REFUSED] or self.outcomes["failed"] else 0
+
+    @property
+    def note(self) -> str | None:
+        """What the user must do next, when the run is not complete."""
+        if not (self.waited and self.pending):
+            return None
+        return (f"{self.pending} entries are still pending (no worker finished them "
+                "before --timeout); run the same command again to pick them up")
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = self.elapsed_seconds
@@ -61,6 +81,7 @@ class Summary:
             "bytes_stored": self.bytes_stored, "taken_this_pass": self.taken_this_pass,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "files_per_second": round(rate, 2),
+            "pending": self.pending, "note": self.note,
             "report_json": self.json_path, "report_csv": self.csv_path,
             "exit_code": self.exit_code,
         }
@@ -75,13 +96,15 @@ class Summary:
             if codes:
                 lines.append(f"  {label}: " + ", ".join(
                     f"{code} {count}" for code, count in sorted(codes.items())))
+        if self.note:
+            lines.append(f"  {self.note}")
         lines.append(f"  report: {self.json_path}")
         lines.append(f"          {self.csv_path}")
         return lines
 
 
 def write_report(runtime: Runtime, run_id: Any, folder: Path, elapsed: float,
-                 taken_this_pass: int) -> Summary:
+                 taken_this_pass: int, waited: bool = True) -> Summary:
     """Write the run's JSON and CSV reports into ``folder``; return their summary."""
     with runtime.session() as session:
         run = session.get(MigrationRun, run_id, populate_existing=True)
@@ -91,7 +114,7 @@ def write_report(runtime: Runtime, run_id: Any, folder: Path, elapsed: float,
     csv_path = folder / f"migration-{run.id}-{stamp}.csv"
     summary = Summary(str(run.id), run.source, run.status,
                       taken_this_pass=taken_this_pass, elapsed_seconds=elapsed,
-                      json_path=str(json_path), csv_path=str(csv_path))
+                      waited=waited, json_path=str(json_path), csv_path=str(csv_path))
 
     with json_path.open("w", encoding="utf-8") as as_json, \
             csv_path.open("w", encoding="utf-8", newline="") as as_csv:
@@ -141,7 +164,7 @@ def _rows(runtime: Runtime, run_id: Any) -> Any:
 def _entry_row(row: Any) -> dict[str, Any]:
     outcome = row.outcome
     if row.status is not None:
-        outcome = row.status if row.status in FINAL_DOCUMENT_STATUSES else "pending"
+        outcome = row.status if row.status in FINAL_DOCUMENT_STATUSES else PENDING
     return {
         "path": row.path, "outcome": outcome,
         "document_id": str(row.document_id) if row.document_id else None,

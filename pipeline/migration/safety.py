@@ -5,9 +5,15 @@ Names: an entry whose name climbs out (``..``), starts at a root (``/``, ``C:``,
 an entry's name anyway, but such a name says the archive was made to attack.
 
 Expansion: every byte an archive produces is counted against a budget shared
-by the outermost archive and every archive inside it, and against the ratio of
-expanded to compressed bytes, per entry and per archive, while it streams, so
-a bomb stops after at most ``ratio x compressed`` bytes.
+by the outermost archive and every archive inside it. Each entry is judged on
+its own against the ratio of expanded to compressed bytes: a zip member by its
+declared sizes before it is read and by what it really yields while it streams,
+a member of a compressed tar by the compressed bytes read while it expands. An
+entry that expands to no more than ``ratio_after_bytes`` is never refused for
+its ratio (blank scans, BMP and TIFF, text pass 100:1); beyond that a bomb stops
+after at most ``ratio x compressed`` bytes. A zip bomb is refused alone, its
+siblings come in; a bomb inside a compressed tar stops the tar there, since
+what follows it can only be reached by expanding it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Limits:
         )
 
     def is_bomb(self, expanded: int, compressed: int) -> bool:
+        """One entry's ratio: never below ``ratio_after_bytes`` expanded."""
         past_threshold = expanded > self.ratio_after_bytes
         return past_threshold and expanded > compressed * self.max_ratio
 
@@ -101,28 +108,45 @@ class ExpansionBudget:
 
 
 class ArchiveMeter:
-    """What one archive expanded to, against the compressed bytes it read so far."""
+    """What one archive expanded to, spent from the budget as it streams.
+
+    With ``compressed`` (the compressed bytes read so far: a compressed tar), the
+    bytes since ``start_member`` are judged against the compressed bytes read
+    meanwhile, so each member (and the skip over it) is judged on its own. A zip
+    has no such stream: its members are judged by ``metered``.
+    """
 
     def __init__(self, name: str, budget: ExpansionBudget,
-                 compressed: Callable[[], int]):
+                 compressed: Callable[[], int] | None = None):
         self.name = name
         self.budget = budget
         self.compressed = compressed
         self.expanded = 0
+        self.member = name
+        self._since: tuple[int, int] = (0, 0)
 
     @property
     def limits(self) -> Limits:
         return self.budget.limits
 
+    def start_member(self, name: str) -> None:
+        """From here on the bytes belong to the member ``name`` (its header was read)."""
+        self.member = name
+        self._since = (self.expanded, self.compressed() if self.compressed else 0)
+
     def add(self, size: int) -> None:
         self.budget.spend(size)
         self.expanded += size
-        compressed = max(self.compressed(), 1)
-        if self.limits.is_bomb(self.expanded, compressed):
+        if self.compressed is None:
+            return
+        expanded = self.expanded - self._since[0]
+        compressed = max(self.compressed() - self._since[1], 1)
+        if self.limits.is_bomb(expanded, compressed):
             raise ArchiveStopped(
                 DECOMPRESSION_BOMB,
-                f"{self.name} expanded {self.expanded} bytes from {compressed} "
-                f"(over {self.limits.max_ratio:g}:1)",
+                f"{self.member} expanded {expanded} bytes from {compressed} "
+                f"(over {self.limits.max_ratio:g}:1); the rest of {self.name} lies "
+                f"behind it",
             )
 
 
@@ -141,3 +165,12 @@ def metered(chunks: Iterator[bytes], meter: ArchiveMeter,
             )
         meter.add(len(chunk))
         yield chunk
+
+
+def over_budget(size: int, meter: ArchiveMeter) -> str | None:
+    """Why an entry declaring ``size`` bytes does not fit what is left of the budget."""
+    remaining = meter.budget.remaining
+    if size <= remaining:
+        return None
+    return (f"declares {size} bytes; only {max(remaining, 0)} of the expansion "
+            f"budget of {meter.limits.max_expanded_bytes} bytes are left")

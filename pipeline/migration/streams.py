@@ -17,6 +17,9 @@ CHUNK_BYTES = 1024 * 1024
 # Decompressed bytes per step: small enough that a bomb is caught within one
 # step of the limit, large enough to keep the per-call overhead low.
 STEP_OUTPUT_BYTES = 256 * 1024
+# Compressed bytes read at a time: small, so that the compressed bytes a member
+# of a tar is charged with (read while it expands) are close to its own.
+RAW_READ_BYTES = 64 * 1024
 
 MAGIC = {"gzip": b"\x1f\x8b", "bzip2": b"BZh", "xz": b"\xfd7zXZ\x00"}
 
@@ -120,7 +123,7 @@ class DecompressingReader(io.RawIOBase):
             return b""
         data = b""
         if decompressor.needs_input:
-            data = self.raw.read(CHUNK_BYTES)
+            data = self.raw.read(RAW_READ_BYTES)
             if not data:
                 raise ArchiveDamaged(f"the {self.kind} stream ends early (truncated)")
         try:

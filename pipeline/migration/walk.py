@@ -206,7 +206,7 @@ class Walk:
                       outermost: bool) -> None:
         """Visit the archive's members; then record it unpacked, or why it stopped."""
         name = "the archive" if entry.path == SOURCE_ARCHIVE_PATH else entry.path
-        meter = ArchiveMeter(name, tree.budget, compressed=lambda: size or 0)
+        meter = ArchiveMeter(name, tree.budget)
         depth = entry.depth + 1
         try:
             if kind == "zip":

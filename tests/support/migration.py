@@ -90,12 +90,24 @@ def migrate(stack: Stack, source: Path, *args: str, env: dict[str, str] | None =
     return Migration(result.returncode, result.stdout, result.stderr, summary)
 
 
-def start_migrate(stack: Stack, source: Path, *args: str) -> subprocess.Popen[str]:
+def start_migrate(stack: Stack, source: Path, *args: str,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "migrate", str(source), "--json", *args],
-        env=stack.env, cwd=stack.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        env={**stack.env, **(env or {})}, cwd=stack.root, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )
+
+
+def no_worker_env() -> dict[str, str]:
+    """Settings under which a migration's messages go to a queue no worker reads.
+
+    Its documents stay ``received``: with ``--max-in-flight N`` it holds after N
+    documents until it is stopped, and ``--timeout`` always expires. The same
+    command run again with the stack's own queue enqueues them anew (the run id
+    does not depend on the queue) and the stack's worker finishes them.
+    """
+    return {"SLUICE_QUEUE_NAME": f"nobody-reads-{secrets.token_hex(6)}"}
 
 
 def run_documents(stack: Stack, run_id: uuid.UUID) -> list[Document]:

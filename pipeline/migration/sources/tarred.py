@@ -94,6 +94,8 @@ def tar_entries(source: Readable, kind: str, place: TarPlace) -> Iterator[Entry]
             return index
         # Stream mode keeps every header it has read; one at a time is enough.
         archive.members.clear()
+        # The member's bytes, and the skip over them, are judged on their own.
+        place.meter.start_member(place.display(decode_tar_name(member.name)))
         entry = _member_entry(archive, member, index, place)
         index += 1
         if entry is not None:

@@ -14,7 +14,14 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from pipeline.migration.entries import CORRUPT, Entry, EntryRefused, refused
+from pipeline.migration.entries import (
+    CORRUPT,
+    DECOMPRESSION_BOMB,
+    ArchiveStopped,
+    Entry,
+    EntryRefused,
+    refused,
+)
 from pipeline.migration.legacy_names import decode_legacy
 from pipeline.migration.safety import safe_member_path
 from pipeline.migration.sources.zipped import (
@@ -42,13 +49,23 @@ class _Member:
         self.streamed = bool(self.flags & STREAMED_FLAG)
         self.end: int | None = None if self.streamed else start + self.compressed
         self.damaged = False
+        self.read = 0  # compressed bytes read so far
 
     def chunks(self) -> Iterator[bytes]:
         """The member's bytes, counted by the archive's meter, checked at the end."""
         crc = size = 0
+        self.read = 0
+        limits = self.place.meter.limits
         reader = self._stored() if self.method == STORED else self._inflated()
         for chunk in reader:
             crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+            if limits.is_bomb(size, max(self.read, 1)):
+                message = (f"expanded past {size} bytes from {self.read} compressed "
+                           f"(over {limits.max_ratio:g}:1)")
+                # Without a stated size, what follows lies behind the bomb.
+                if self.streamed:
+                    raise ArchiveStopped(DECOMPRESSION_BOMB, message)
+                raise EntryRefused(DECOMPRESSION_BOMB, message)
             self.place.meter.add(len(chunk))
             yield chunk
         if not self.streamed and (size != self.size or crc != self.crc):
@@ -71,6 +88,7 @@ class _Member:
                 raise EntryRefused(CORRUPT, f"truncated: {self.compressed - left} of "
                                             f"{self.compressed} bytes present")
             left -= len(chunk)
+            self.read += len(chunk)
             yield chunk
 
     def _inflated(self) -> Iterator[bytes]:
@@ -88,6 +106,7 @@ class _Member:
                     self.damaged = True
                     raise EntryRefused(CORRUPT, "truncated deflate data")
                 position += len(data)
+                self.read += len(data)
                 if left is not None:
                     left -= len(data)
             try:

@@ -2,10 +2,11 @@
 
 Each member is checked before a byte of it is read: its name, its type (links,
 devices), encryption, its compression method, and its declared sizes against
-the limits. The archive as a whole is checked too: if the sizes it declares
-expand past the ratio or the budget, every member is refused unread. Members
-that lie about their size are caught while they stream (``safety.metered``);
-zipfile itself never returns more than the declared size.
+the limits: each member on its own, by its ratio (above the size floor) and by
+what is left of the expansion budget, so a bomb is refused unread and its
+siblings still come in. Members that lie about their size are caught while
+they stream (``safety.metered``); zipfile itself never returns more than the
+declared size.
 
 A zip whose central directory cannot be read is salvaged from its local
 headers (``zip_salvage``), and reported damaged after what could be read.
@@ -41,6 +42,7 @@ from pipeline.migration.legacy_names import decode_zip_name, iter_extra_fields
 from pipeline.migration.safety import (
     ArchiveMeter,
     metered,
+    over_budget,
     safe_member_path,
     through_link,
 )
@@ -86,37 +88,19 @@ def zip_entries(source: BinaryIO, place: ZipPlace) -> Iterator[Entry]:
         raise ArchiveDamaged(f"the zip directory is unreadable ({error}); "
                              f"read {count} entries from the local headers") from error
     with archive:
-        infos = [info for info in archive.infolist() if not _is_folder(info)]
-        archive_refusal = _declared_bomb(infos, place)
         for index, info in enumerate(archive.infolist()):
             if _is_folder(info):
                 continue
-            yield _member_entry(archive, index, info, place, archive_refusal)
-
-
-def _declared_bomb(infos: list[zipfile.ZipInfo], place: ZipPlace) -> Refusal | None:
-    declared = sum(info.file_size for info in infos)
-    limits = place.meter.limits
-    if declared > place.meter.budget.remaining:
-        return Refusal(DECOMPRESSION_BOMB,
-                       f"the archive declares {declared} bytes, past the limit of "
-                       f"{limits.max_expanded_bytes} bytes")
-    if limits.is_bomb(declared, max(place.size, 1)):
-        return Refusal(DECOMPRESSION_BOMB,
-                       f"the archive declares {declared} bytes from {place.size} "
-                       f"(over {limits.max_ratio:g}:1)")
-    return None
+            # Lazily: the budget left is known once the members before were read.
+            yield _member_entry(archive, index, info, place)
 
 
 def _member_entry(archive: zipfile.ZipFile, index: int, info: zipfile.ZipInfo,
-                  place: ZipPlace, archive_refusal: Refusal | None) -> Entry:
+                  place: ZipPlace) -> Entry:
     name = decode_zip_name(info)
     key, display = place.key(index), place.display(name)
     facts = {"size": info.file_size, "modified_at": zip_mtime(info),
              "compressed_size": info.compress_size}
-    if archive_refusal is not None:
-        return Entry(key=key, path=display, depth=place.depth, refusal=archive_refusal,
-                     **facts)
     try:
         path = safe_member_path(name)
     except EntryRefused as error:
@@ -156,6 +140,9 @@ def member_refusal(path: str, mode: int, flags: int, method: int, size: int,
     if limits.is_bomb(size, max(compressed, 1)):
         return Refusal(DECOMPRESSION_BOMB, f"declares {size} bytes from {compressed} "
                                            f"(over {limits.max_ratio:g}:1)")
+    past_budget = over_budget(size, place.meter)
+    if past_budget is not None:
+        return Refusal(DECOMPRESSION_BOMB, past_budget)
     return None
 
 
