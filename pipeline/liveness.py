@@ -5,30 +5,42 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# In /proc/PID/stat after the command name, the state is field 0 and the start
+# time (field 22 of proc(5)) is field 19.
+_STATE, _START = 0, 19
 
-def is_running(pid: int) -> bool:
-    """False for a pid that is gone or a zombie (dead, not yet reaped by its parent).
 
-    ``os.kill(pid, 0)`` is not enough: it succeeds on a zombie. A pid reused by an
-    unrelated process reads as running, which errs on the safe side for callers
-    that only act on a dead process.
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None."""
+    fields = _proc_stat(pid)
+    return int(fields[_START]) if fields and len(fields) > _START else None
+
+
+def is_running(pid: int, started: int | None = None) -> bool:
+    """False for a pid that is gone, a zombie, or (when ``started`` was recorded) a new
+    process that reused the pid.
+
+    ``os.kill(pid, 0)`` alone is not enough: it succeeds on a zombie, a process
+    that died and was not yet reaped by its parent.
     """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return _signal_probe(pid)
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
-
-
-def _signal_probe(pid: int) -> bool:
-    # Without /proc (not Linux), the signal probe is the best there is.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc: the signal is all there is to go by
+    if fields[_STATE] in ("Z", "X"):
+        return False
+    return started is None or len(fields) <= _START or int(fields[_START]) == started
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The name in parentheses may itself hold spaces and parentheses.
+    return text[text.rindex(")") + 2:].split()

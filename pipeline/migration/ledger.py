@@ -30,6 +30,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from pipeline import liveness
 from pipeline.db.models import Document, MigrationEntry, MigrationRun, utcnow
 from pipeline.migration.entries import RECEIVED, Entry
 from pipeline.runtime import Runtime
@@ -188,7 +189,7 @@ def _insert_ignoring_duplicates(session: Any) -> Any:
 
 def owner_name(pid: int) -> str:
     """``host:pid``, with ``/start`` (the process's start time) when it is known."""
-    started = process_start(pid)
+    started = liveness.process_start(pid)
     suffix = f"/{started}" if started is not None else ""
     return f"{socket.gethostname()}:{pid}{suffix}"
 
@@ -200,43 +201,9 @@ def _check_owner(run: MigrationRun) -> None:
     pid, _, started = process.partition("/")
     if host == socket.gethostname():
         if pid.isdigit() and int(pid) != os.getpid() \
-                and _is_alive(int(pid), int(started) if started.isdigit() else None):
+                and liveness.is_running(int(pid), int(started) if started.isdigit() else None):
             raise RunBusy(f"this migration is already running (process {pid})")
         return
     age = (utcnow() - run.updated_at).total_seconds()
     if age < STALE_OWNER_SECONDS:
         raise RunBusy(f"this migration is already running on {host} (process {pid})")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name; None without /proc."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The name in parentheses may itself hold spaces and parentheses.
-    return text[text.rindex(")") + 2:].split()
-
-
-def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), or None."""
-    fields = _proc_stat(pid)
-    # Field 22 of the man page; fields here start at field 3 (the state).
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _is_alive(pid: int, started: int | None = None) -> bool:
-    """True while ``pid`` runs: not gone, not a zombie, and (when the start time
-    was recorded) still the same process rather than a new one with a reused pid."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc: the signal is all there is to go by
-    if fields[0] in ("Z", "X"):
-        return False
-    return started is None or len(fields) <= 19 or int(fields[19]) == started
