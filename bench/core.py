@@ -212,6 +212,103 @@ class CpuSampler:
         return self.seconds
 
 
+# What a sleeping thread waits for, from the kernel function it sleeps in (wchan).
+WAIT_KINDS = (
+    ("sleep", ("nanosleep",)),
+    ("pipe", ("pipe_read", "pipe_wait", "pipe_write")),
+    ("lock", ("futex",)),
+    ("poll", ("poll", "select", "epoll")),
+    ("socket", ("sk_wait", "wait_woken", "unix_stream", "tcp_", "inet_")),
+    ("disk", ("folio_wait", "bio", "sync", "jbd2", "io_schedule", "writeback")),
+)
+
+
+def wait_kind(wchan: str) -> str:
+    for kind, needles in WAIT_KINDS:
+        if any(needle in wchan for needle in needles):
+            return kind
+    return "other"
+
+
+class StateProfile:
+    """Where the wall time of named groups of processes goes, main thread by main thread.
+
+    Every ``interval`` seconds a thread reads each process's ``/proc/PID/schedstat``
+    (nanoseconds on a CPU and runnable but waiting for one: exact) and, when the
+    process is not running, the kernel function it sleeps in (``wchan``: sampled).
+    ``stop`` returns, per group, the share of its processes' time in the window on
+    a CPU ("cpu"), waiting for a core ("run queue") and blocked, the blocked time
+    split by what the samples found it waiting for (``WAIT_KINDS``).
+    """
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]], interval: float = 0.02):
+        self.groups = groups
+        self.interval = interval
+        # (group, pid) -> [first time, first run ns, first wait ns, last time, run, wait]
+        self._seen: dict[tuple[str, int], list[float]] = {}
+        self._blocked: dict[str, dict[str, int]] = {name: {} for name in groups}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _read(self) -> None:
+        now = time.monotonic()
+        for name, pids in self.groups.items():
+            try:
+                found = pids()
+            except Exception:  # noqa: BLE001 - read again on the next round
+                continue
+            for pid in found:
+                try:
+                    run_ns, wait_ns = (int(value) for value in Path(
+                        f"/proc/{pid}/schedstat").read_text().split()[:2])
+                    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    wchan = Path(f"/proc/{pid}/wchan").read_text() if state != "R" else ""
+                except (OSError, ValueError):
+                    continue
+                seen = self._seen.setdefault((name, pid), [now, run_ns, wait_ns, now, 0, 0])
+                seen[3:] = [now, run_ns, wait_ns]
+                if state != "R":
+                    kind = wait_kind(wchan)
+                    self._blocked[name][kind] = self._blocked[name].get(kind, 0) + 1
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.interval):
+            self._read()
+
+    def start(self) -> None:
+        self._read()
+        self._thread.start()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        self._done.set()
+        self._thread.join()
+        shares: dict[str, dict[str, float]] = {}
+        for name in self.groups:
+            lived = on_cpu = queued = 0.0
+            for (group, _), (first, run0, wait0, last, run1, wait1) in self._seen.items():
+                if group == name and last > first:
+                    lived += last - first
+                    on_cpu += (run1 - run0) / 1e9
+                    queued += (wait1 - wait0) / 1e9
+            if lived <= 0:
+                continue
+            found = {"cpu": min(1.0, on_cpu / lived), "run queue": min(1.0, queued / lived)}
+            blocked = max(0.0, 1.0 - found["cpu"] - found["run queue"])
+            samples = sum(self._blocked[name].values())
+            for kind, count in sorted(self._blocked[name].items(), key=lambda kv: -kv[1]):
+                found[kind] = blocked * count / samples
+            shares[name] = found
+        return shares
+
+
+def states_note(shares: dict[str, dict[str, float]], least: float = 0.03) -> str:
+    """``name: cpu 40%, sleep 30%, ...`` per group, leaving out shares under ``least``."""
+    return "; ".join(
+        f"{name} " + ", ".join(f"{state} {share:.0%}" for state, share in states.items()
+                               if share >= least)
+        for name, states in shares.items())
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0]

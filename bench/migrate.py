@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from bench import migrate_bench
-from bench.core import Context, Result, cpu_note
+from bench.core import Context, Result, cpu_note, states_note
 
 NAME = "migrate"
 TITLE = "Batch migration (`sluice migrate`), end to end vs its floor"
@@ -68,9 +68,10 @@ def _results(m: migrate_bench.Measurement) -> list[Result]:
         m.migrate_per_second, "files/s", reference=m.floor_per_second,
         reference_label="floor", ratio=m.ratio, goal=f"≥ {migrate_bench.GOAL:g} × reference",
         met=m.ratio >= migrate_bench.GOAL,
-        note=f"{m.free_cores:.2f} of 2 cores free of other jobs; spooling "
-             f"{m.spooled_per_second:.0f} files/s; CPU-bound ceiling on 2 free cores "
-             f"{2000 / total_ms:.0f} files/s; {cpu_note(m.cpu_ms)}{size_note}",
+        note=f"{m.free_cores:.2f} of 2 cores free of other jobs; {m.spooled_per_second:.0f} "
+             f"files/s without the command's start-up; CPU-bound ceiling on 2 free cores "
+             f"{2000 / total_ms:.0f} files/s; {cpu_note(m.cpu_ms)}; main threads' wall "
+             f"time: {states_note(m.states)}{size_note}",
         detail=m.as_dict(),
     )
     growth = (m.peak_rss_mb - m.small_peak_rss_mb) / max(m.files - m.small_files, 1) * 1000

@@ -41,12 +41,14 @@ from sqlalchemy import insert
 
 from bench.core import (
     CpuSampler,
+    StateProfile,
     descendants,
     free_cores,
     machine_busy_seconds,
     parent_pid,
     pg_backend_pids,
     redis_pid,
+    states_note,
 )
 from pipeline.db.models import Document, utcnow
 from tests.conftest import embedded_settings, make_bucket, services_settings
@@ -76,6 +78,8 @@ class Measurement:
     cpu_ms: dict[str, float] = field(default_factory=dict)
     free_cores: float = 0.0
     floor_free_cores: float = 0.0
+    # Share of each main thread's wall time by state ("cpu", "run queue", "sleep", ...).
+    states: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -97,18 +101,26 @@ def generate(root: Path, count: int, size: int, label: str) -> Path:
 
 
 class Window:
-    """CPU per process group and the cores other jobs left free, over one measurement."""
+    """CPU per process group and the cores other jobs left free, over one measurement;
+    with ``states``, where those groups' wall time went (``StateProfile``)."""
 
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
+    def __init__(self, groups: dict[str, Callable[[], list[int]]],
+                 states: dict[str, Callable[[], list[int]]] | None = None):
         self.sampler = CpuSampler(groups)
+        self.profile = StateProfile(states) if states else None
+        self.states: dict[str, dict[str, float]] = {}
 
     def __enter__(self) -> Window:
         self.busy, self.started = machine_busy_seconds(), time.monotonic()
         self.sampler.start()
+        if self.profile is not None:
+            self.profile.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.cpu = self.sampler.stop()
+        if self.profile is not None:
+            self.states = self.profile.stop()
         self.window = time.monotonic() - self.started
         self.machine = machine_busy_seconds() - self.busy
 
@@ -147,22 +159,30 @@ def measure_floor(stack: Stack, files: list[Path],
 
 def run_migrate(stack: Stack, source: Path,
                 groups: dict[str, Callable[[], list[int]]] | None = None
-                ) -> tuple[float, float, dict, dict[str, float], float]:
+                ) -> tuple[float, float, dict, dict[str, float], float,
+                           dict[str, dict[str, float]]]:
     """Seconds until every document is final, peak RSS in MB, the JSON summary,
-    CPU seconds by process ("migrate" from wait4) and the cores free of other jobs.
+    CPU seconds by process ("migrate" from wait4), the cores free of other jobs,
+    and where the wall time of migrate, Celery's main process and its pool went.
 
     The peak RSS comes from GNU time around the command, not from this process's
     wait4: Linux carries the parent's high-water mark into a child across fork
     and exec, so wait4 would report the benchmark's own peak for any child
     smaller than it. ``time`` itself is small, so what it reports is the child's.
     """
+    groups = groups or {}
     peak_file = stack.root / f"migrate-peak-{time.monotonic_ns()}.txt"
-    with Window(groups or {}) as window:
+    launched: list[int] = []
+    states = {"migrate": lambda: descendants(launched[0])[1:] if launched else [],
+              **{name: groups[name] for name in ("celery main", "celery children")
+                 if name in groups}}
+    with Window(groups, states) as window:
         started = time.perf_counter()
         process = subprocess.Popen(
             ["/usr/bin/time", "-f", "%M", "-o", str(peak_file), sys.executable, "-m",
              "cli.main", "--log-level", "WARNING", "migrate", str(source), "--json"],
             env=stack.env, cwd=stack.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        launched.append(process.pid)
         stdout, stderr = _drain(process)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -172,7 +192,8 @@ def run_migrate(stack: Stack, source: Path,
     peak_mb = int(peak_file.read_text().split()[-1]) / 1024
     migrate_cpu = usage.ru_utime + usage.ru_stime
     cpu = {"migrate": migrate_cpu, **window.cpu}
-    return elapsed, peak_mb, json.loads(stdout), cpu, window.free_cores(migrate_cpu)
+    return (elapsed, peak_mb, json.loads(stdout), cpu, window.free_cores(migrate_cpu),
+            window.states)
 
 
 def _drain(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
@@ -238,9 +259,9 @@ def bench_backend(backend: str, files: int, size: int, work: Path,
     cleanup.callback(getattr(groups.get("postgres"), "close", lambda: None))
     small_files = max(files // 10, 1)
     small = generate(root / "small", small_files, size, "small")
-    small_elapsed, small_rss, _, _, _ = run_migrate(stack, small, groups)
+    small_elapsed, small_rss, *_ = run_migrate(stack, small, groups)
     tree = generate(root / "tree", files, size, "tree")
-    elapsed, rss, summary, cpu, free = run_migrate(stack, tree, groups)
+    elapsed, rss, summary, cpu, free, states = run_migrate(stack, tree, groups)
     stored = summary["outcomes"].get("stored", 0)
     if stored != files:
         raise RuntimeError(f"expected {files} stored, got {summary['outcomes']}")
@@ -249,7 +270,7 @@ def bench_backend(backend: str, files: int, size: int, work: Path,
         small_files, small_rss, small_per_second=small_files / small_elapsed,
         floor_files=len(floor_paths), floor_cpu_ms=floor_cpu,
         cpu_ms={name: seconds * 1000 / files for name, seconds in cpu.items()},
-        free_cores=free, floor_free_cores=floor_free)
+        free_cores=free, floor_free_cores=floor_free, states=states)
 
 
 def measure(files: int, size: int = 2048, backends: tuple[str, ...] = BACKENDS,
@@ -287,7 +308,8 @@ def report(results: list[Measurement]) -> str:
     for r in results:
         lines.append(f"{r.backend}: CPU ms/file, floor: " + _ms(r.floor_cpu_ms)
                      + "; migrate: " + _ms(r.cpu_ms)
-                     + f"; {r.free_cores:.2f} of 2 cores free of other jobs")
+                     + f"; {r.free_cores:.2f} of 2 cores free of other jobs"
+                     + f"; main threads' wall time: {states_note(r.states)}")
     return "\n".join(lines)
 
 
