@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -93,15 +94,26 @@ def measure_upload(port: int, pid: int, source: Path) -> dict[str, float]:
     before = kib(pid, "VmRSS")
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
+    api_cpu, children = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {TOKEN}",
          "-F", f"file=@{source}", f"http://127.0.0.1:{port}/api/documents/upload/"],
         check=True, capture_output=True)
     seconds = time.perf_counter() - started
+    curl = resource.getrusage(resource.RUSAGE_CHILDREN)
     answer = json.loads(done.stdout)
     return {"seconds": seconds, "rss_before_kib": before,
-            "peak_rss_kib": kib(pid, "VmHWM"), "status": answer["status"]}
+            "peak_rss_kib": kib(pid, "VmHWM"), "status": answer["status"],
+            "api_cpu": cpu_seconds(pid) - api_cpu,
+            "curl_cpu": (curl.ru_utime + curl.ru_stime)
+            - (children.ru_utime + children.ru_stime)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(size_mb: int, runs: int, root: Path | None = None,
@@ -149,6 +161,7 @@ def measure(size_mb: int, runs: int, root: Path | None = None,
         "worst_growth_mb": max(run["peak_rss_kib"] - run["rss_before_kib"]
                                for run in uploads) / 1024,
         "status": upload["status"],
+        "api_cpu_seconds": upload["api_cpu"], "curl_cpu_seconds": upload["curl_cpu"],
         "cp_mb_per_s": size / copy["seconds"], "cp_seconds": copy["seconds"],
         "cp_peak_rss_mb": copy["peak_rss_kib"] / 1024,
         "cp_sync_mb_per_s": size / copy_sync["seconds"],
@@ -174,7 +187,8 @@ def main() -> None:
           f"({found['upload_seconds']:.2f} s), API peak RSS growth {found['growth_mb']:.1f} MB "
           f"(RSS before {found['rss_before_mb']:.0f} MB, peak "
           f"{found['peak_rss_mb']:.0f} MB; largest growth of any run "
-          f"{found['worst_growth_mb']:.1f} MB), answered {found['status']}")
+          f"{found['worst_growth_mb']:.1f} MB), answered {found['status']}; CPU: API "
+          f"{found['api_cpu_seconds']:.2f} s, curl {found['curl_cpu_seconds']:.2f} s")
     print(f"cp: {found['cp_mb_per_s']:.0f} MB/s ({found['cp_seconds']:.2f} s), "
           f"peak RSS {found['cp_peak_rss_mb']:.1f} MB")
     print(f"cp + sync: {found['cp_sync_mb_per_s']:.0f} MB/s "

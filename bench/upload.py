@@ -33,9 +33,11 @@ def run(ctx: Context) -> list[Result]:
         "MB/s", runs=found["runs"]["upload"], reference=found["cp_mb_per_s"],
         reference_label="cp of the same file", ratio=ratio,
         goal=f"≥ {SPEED_GOAL:g} × reference", met=ratio >= SPEED_GOAL,
-        note=f"curl -F from the page cache, first byte to the 202 ({found['status']}); "
-             f"cp {found['cp_seconds']:.2f} s, cp + sync {found['cp_sync_mb_per_s']:.0f} MB/s "
-             f"(the upload syncs its spool file before answering); median of {runs}",
+        note=f"curl -F from the page cache, first byte to the 202 ({found['status']}), "
+             f"{found['upload_seconds']:.2f} s, of it CPU: API {found['api_cpu_seconds']:.2f} s, "
+             f"curl {found['curl_cpu_seconds']:.2f} s; cp {found['cp_seconds']:.2f} s, "
+             f"cp + sync {found['cp_sync_mb_per_s']:.0f} MB/s (the upload syncs its spool file "
+             f"before answering); median of {runs}",
         detail=found,
     )
     growth = Result(
