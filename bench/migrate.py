@@ -52,7 +52,7 @@ def _results(m: migrate_bench.Measurement) -> list[Result]:
     size_note = ("" if m.files >= FULL_FILES else
                  f"; {m.files:,} files, not the issue's {FULL_FILES:,}, to keep `make bench` "
                  f"under ten minutes (`python -m bench --sections migrate --migrate-files "
-                 f"{FULL_FILES}` runs those)")
+                 f"{FULL_FILES} --no-readme` runs those)")
     total_ms = sum(m.cpu_ms.values())
     floor = Result(
         NAME, f"{key}.floor_files_per_s",
