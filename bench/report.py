@@ -45,7 +45,7 @@ What each section measures:
   process, measured in the same run), and the migrate process's peak RSS beside
   a migration of a tenth of the files. `make bench` migrates 2,000 files per
   backend, not the issue's 10,000, to stay under ten minutes; `python -m bench
-  --sections migrate --migrate-files 10000 --no-readme` (about eight minutes)
+  --sections migrate --migrate-files 10000 --no-readme` (about six minutes)
   or `python -m bench.migrate_bench --files 10000` measures the full size.
 - *reconcile*: one reconciliation of 1,000,000 rows against 1,000,000 objects,
   beside listing the objects alone and scanning the table alone, and its peak
