@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              "default: a folder under the system's temp directory")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     parser.add_argument("--migrate-files", type=int, default=None,
-                        help="files per backend in the migrate section (default 2,000; "
+                        help="files per backend in the migrate section (default 1,000; "
                              "the issue's figure is 10,000)")
     parser.add_argument("--upload-mb", type=int, default=None,
                         help="size of the file the upload section sends (default 500)")

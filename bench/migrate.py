@@ -24,7 +24,7 @@ from bench.core import Context, Result, cpu_note, states_note
 
 NAME = "migrate"
 TITLE = "Batch migration (`sluice migrate`), end to end vs its floor"
-DEFAULT_FILES = 2000
+DEFAULT_FILES = 1000
 QUICK_FILES = 100
 FILE_BYTES = 2048
 FULL_FILES = 10_000

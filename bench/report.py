@@ -43,7 +43,7 @@ What each section measures:
   every document is final), on the embedded defaults and on PostgreSQL + Redis
   + moto, beside the pipeline's floor (SHA-256 + upload + INSERT per file, one
   process, measured in the same run), and the migrate process's peak RSS beside
-  a migration of a tenth of the files. `make bench` migrates 2,000 files per
+  a migration of a tenth of the files. `make bench` migrates 1,000 files per
   backend, not the issue's 10,000, to stay under ten minutes; `python -m bench
   --sections migrate --migrate-files 10000 --no-readme` (about six minutes)
   or `python -m bench.migrate_bench --files 10000` measures the full size.
@@ -53,8 +53,9 @@ What each section measures:
   lister is a stand-in, `bench/s3_standin.py`: a small HTTP server answering
   ListObjectsV2 and HEAD from sorted key files, with no delay per page, reached
   through Sluice's own S3 client, because moto cannot hold a million objects.
-  `python -m bench.reconcile_million` runs it alone (`--latency-ms` delays each
-  page as a remote bucket would).
+  `python -m bench.reconcile_million` runs it alone and also times the merge
+  with both sides in memory (`--latency-ms` delays each page as a remote bucket
+  would).
 
 How to read it: each figure is a median of several interleaved runs (the
 upload's of 3, the migrations and the reconciliation of one run each). *end to
