@@ -19,13 +19,13 @@ PACKAGES = ("Pillow", "pypdfium2", "pypdf", "python-magic", "boto3", "SQLAlchemy
 README_SECTION = f"""
 ## Performance
 
-`make bench` (about six minutes on 2 cores; it must stay under ten) generates
-its inputs, runs Sluice on PostgreSQL, Redis and a moto S3 server on this
-machine, prints every goal as met or missed, writes `bench/results/latest.json`
-and rewrites the table below. `python -m bench --sections e2e,floor --runs 3
---no-readme` runs part of it (without `--no-readme` the table keeps only those
-sections); `--quick` checks that everything works in about a minute, on
-smaller sizes throughout.
+`make bench` (about five and a half minutes on 2 cores, longer while other
+jobs share them; it must stay under ten) generates its inputs, runs Sluice on
+PostgreSQL, Redis and a moto S3 server on this machine, prints every goal as
+met or missed, writes `bench/results/latest.json` and rewrites the table below.
+`python -m bench --sections e2e,floor --runs 3 --no-readme` runs part of it
+(without `--no-readme` the table keeps only those sections); `--quick` checks
+that everything works in about two minutes, on smaller sizes throughout.
 
 What each section measures:
 
