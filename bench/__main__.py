@@ -30,6 +30,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="where the generated inputs live (reused when complete); "
                              "default: a folder under the system's temp directory")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--migrate-files", type=int, default=None,
+                        help="files per backend in the migrate section (default 1,000; "
+                             "the issue's figure is 10,000)")
+    parser.add_argument("--upload-mb", type=int, default=None,
+                        help="size of the file the upload section sends (default 500)")
+    parser.add_argument("--reconcile-rows", type=int, default=None,
+                        help="rows (and objects) the reconcile section compares "
+                             "(default 1,000,000)")
     return parser.parse_args(argv)
 
 
@@ -49,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as work:
         ctx = Context(work=Path(work), inputs=inputs, runs=1 if args.quick else args.runs,
-                      quick=args.quick, results=results)
+                      quick=args.quick, results=results,
+                      options={"migrate_files": args.migrate_files,
+                               "upload_mb": args.upload_mb,
+                               "reconcile_rows": args.reconcile_rows})
         with ctx.cleanup:
             for section in sections:
                 section_start = time.monotonic()

@@ -10,7 +10,8 @@ after the upload, with the peak reset just before it, minus VmRSS before); and
 for ``cp`` of the same file (and ``cp`` plus ``sync`` of the copy, since the
 upload makes its spool file durable before answering), MB/s and cp's peak RSS
 (from /usr/bin/time). The file is in the page cache for all of them; runs are
-interleaved and the median run of each is shown.
+interleaved and the median run of each is shown. ``make bench`` runs this as its
+``upload`` section (``bench/upload.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -91,15 +94,84 @@ def measure_upload(port: int, pid: int, source: Path) -> dict[str, float]:
     before = kib(pid, "VmRSS")
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
+    api_cpu, children = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         ["curl", "-sS", "--fail-with-body", "-H", f"Authorization: Bearer {TOKEN}",
          "-F", f"file=@{source}", f"http://127.0.0.1:{port}/api/documents/upload/"],
         check=True, capture_output=True)
     seconds = time.perf_counter() - started
+    curl = resource.getrusage(resource.RUSAGE_CHILDREN)
     answer = json.loads(done.stdout)
     return {"seconds": seconds, "rss_before_kib": before,
-            "peak_rss_kib": kib(pid, "VmHWM"), "status": answer["status"]}
+            "peak_rss_kib": kib(pid, "VmHWM"), "status": answer["status"],
+            "api_cpu": cpu_seconds(pid) - api_cpu,
+            "curl_cpu": (curl.ru_utime + curl.ru_stime)
+            - (children.ru_utime + children.ru_stime)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(size_mb: int, runs: int, root: Path | None = None,
+            keep: bool = False) -> dict[str, Any]:
+    """Make the file, start the API, time ``runs`` interleaved rounds; return the figures.
+
+    ``root`` is the folder to work in (a temporary one when None); it is emptied
+    afterwards unless ``keep``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="sluice-bench-", dir=root))
+    source = root / "big.txt"
+    make_file(source, size_mb)
+    size = source.stat().st_size / MB
+
+    port = free_port()
+    server = start_server(root, port)
+    copies, synced, uploads = [], [], []
+    try:
+        # Interleaved, so that drift on a shared machine hits all three alike.
+        for _ in range(runs):
+            # Each starts with no dirty pages left over from the one before.
+            os.sync()
+            copies.append(measure_cp(source, root / "copy.txt", sync=False))
+            os.sync()
+            synced.append(measure_cp(source, root / "copy.txt", sync=True))
+            os.sync()
+            uploads.append(measure_upload(port, server.pid, source))
+            # The spooled upload is not needed again: keep the disk from filling.
+            for spooled in (root / "var").rglob("spool/*"):
+                if spooled.is_file():
+                    spooled.unlink()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if not keep:
+            shutil.rmtree(root)
+
+    copy, copy_sync, upload = median(copies), median(synced), median(uploads)
+    return {
+        "size_mb": size,
+        "upload_mb_per_s": size / upload["seconds"], "upload_seconds": upload["seconds"],
+        "rss_before_mb": upload["rss_before_kib"] / 1024,
+        "peak_rss_mb": upload["peak_rss_kib"] / 1024,
+        "growth_mb": (upload["peak_rss_kib"] - upload["rss_before_kib"]) / 1024,
+        "worst_growth_mb": max(run["peak_rss_kib"] - run["rss_before_kib"]
+                               for run in uploads) / 1024,
+        "status": upload["status"],
+        "api_cpu_seconds": upload["api_cpu"], "curl_cpu_seconds": upload["curl_cpu"],
+        "cp_mb_per_s": size / copy["seconds"], "cp_seconds": copy["seconds"],
+        "cp_peak_rss_mb": copy["peak_rss_kib"] / 1024,
+        "cp_sync_mb_per_s": size / copy_sync["seconds"],
+        "cp_sync_seconds": copy_sync["seconds"],
+        "runs": {"upload": [size / run["seconds"] for run in uploads],
+                 "cp": [size / run["seconds"] for run in copies],
+                 "cp_sync": [size / run["seconds"] for run in synced],
+                 "growth_mb": [(run["peak_rss_kib"] - run["rss_before_kib"]) / 1024
+                               for run in uploads]},
+    }
 
 
 def main() -> None:
@@ -109,42 +181,18 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
-    source = root / "big.txt"
-    make_file(source, args.size_mb)
-    size_mb = source.stat().st_size / MB
-
-    port = free_port()
-    server = start_server(root, port)
-    copies, synced, uploads = [], [], []
-    try:
-        # Interleaved, so that drift on a shared machine hits all three alike.
-        for _ in range(args.runs):
-            # Each starts with no dirty pages left over from the one before.
-            os.sync()
-            copies.append(measure_cp(source, root / "copy.txt", sync=False))
-            os.sync()
-            synced.append(measure_cp(source, root / "copy.txt", sync=True))
-            os.sync()
-            uploads.append(measure_upload(port, server.pid, source))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if not args.keep:
-            shutil.rmtree(root)
-
-    copy, copy_sync, upload = median(copies), median(synced), median(uploads)
-    growth_mb = (upload["peak_rss_kib"] - upload["rss_before_kib"]) / 1024
-    worst_mb = max(run["peak_rss_kib"] - run["rss_before_kib"] for run in uploads) / 1024
-    print(f"file: {size_mb:.0f} MB")
-    print(f"upload to sluice serve: {size_mb / upload['seconds']:.0f} MB/s "
-          f"({upload['seconds']:.2f} s), API peak RSS growth {growth_mb:.1f} MB "
-          f"(RSS before {upload['rss_before_kib'] / 1024:.0f} MB, peak "
-          f"{upload['peak_rss_kib'] / 1024:.0f} MB; largest growth of any run "
-          f"{worst_mb:.1f} MB), answered {upload['status']}")
-    for label, result in (("cp", copy), ("cp + sync", copy_sync)):
-        print(f"{label}: {size_mb / result['seconds']:.0f} MB/s ({result['seconds']:.2f} s), "
-              f"peak RSS {result['peak_rss_kib'] / 1024:.1f} MB")
+    found = measure(args.size_mb, args.runs, keep=args.keep)
+    print(f"file: {found['size_mb']:.0f} MB")
+    print(f"upload to sluice serve: {found['upload_mb_per_s']:.0f} MB/s "
+          f"({found['upload_seconds']:.2f} s), API peak RSS growth {found['growth_mb']:.1f} MB "
+          f"(RSS before {found['rss_before_mb']:.0f} MB, peak "
+          f"{found['peak_rss_mb']:.0f} MB; largest growth of any run "
+          f"{found['worst_growth_mb']:.1f} MB), answered {found['status']}; CPU: API "
+          f"{found['api_cpu_seconds']:.2f} s, curl {found['curl_cpu_seconds']:.2f} s")
+    print(f"cp: {found['cp_mb_per_s']:.0f} MB/s ({found['cp_seconds']:.2f} s), "
+          f"peak RSS {found['cp_peak_rss_mb']:.1f} MB")
+    print(f"cp + sync: {found['cp_sync_mb_per_s']:.0f} MB/s "
+          f"({found['cp_sync_seconds']:.2f} s)")
 
 
 def median(runs: list[dict]) -> dict:

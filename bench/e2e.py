@@ -17,21 +17,21 @@ import time
 from pathlib import Path
 
 from bench import floor
-from bench.core import Context, CpuMeter, Result, descendants, median, redis_pid
+from bench.core import (
+    Context,
+    CpuMeter,
+    Result,
+    descendants,
+    machine_busy_seconds,
+    median,
+    redis_pid,
+)
 from bench.inputs import KINDS
 
 NAME = "e2e"
 TITLE = "End to end through Celery, 2 worker processes"
 GOALS = {"pdf_small": 45.0, "jpeg_2mp": 27.0, "jpeg_24mp": 11.0}
 TIMEOUT_SECONDS = 300.0
-
-
-def _machine_busy_seconds() -> float:
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0]
-              .split()[1:9]]
-    user, nice, system, _idle, _iowait, _irq, _softirq, steal = fields
-    # Interrupt time is left out: on loopback it is mostly our own traffic.
-    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _meter(ctx: Context) -> CpuMeter:
@@ -72,13 +72,13 @@ def measure_kind(ctx: Context, kind: str) -> dict:
 
     meter = _meter(ctx)
     meter.start()
-    busy_before, wall_before = _machine_busy_seconds(), time.monotonic()
+    busy_before, wall_before = machine_busy_seconds(), time.monotonic()
     start = time.time()
     stack.enqueue(handed)
     last = stack.wait_final(len(handed), TIMEOUT_SECONDS)
     cpu = meter.stop()
     window = time.monotonic() - wall_before
-    machine = _machine_busy_seconds() - busy_before
+    machine = machine_busy_seconds() - busy_before
 
     statuses = stack.statuses()
     if statuses != {"stored": len(handed)}:

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from bench import e2e, floor, steps, worker_rss
+from bench import e2e, floor, migrate, reconcile, steps, upload, worker_rss
 
-SECTIONS: list[ModuleType] = [steps, e2e, floor, worker_rss]
+SECTIONS: list[ModuleType] = [steps, e2e, floor, worker_rss, upload, migrate, reconcile]
