@@ -23,6 +23,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pipeline.errors import TooLarge
+from pipeline.names import decode_name_bytes
 from pipeline.spool import IncomingFile
 
 log = logging.getLogger(__name__)
@@ -221,8 +222,6 @@ class MultipartReader:
 
 
 def _decode(raw: bytes) -> str:
-    # Browsers and curl send names as raw UTF-8; anything else is read as Latin-1.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    # Browsers and curl send names as raw UTF-8 (cut-off UTF-8 stays UTF-8, with
+    # U+FFFD); anything else is read as Latin-1.
+    return decode_name_bytes(raw, fallback="latin-1")

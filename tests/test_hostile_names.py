@@ -140,3 +140,26 @@ def test_a_rejected_upload_with_a_long_name_is_quarantined_with_its_reason(
     assert final["error"]["code"] == "corrupt"
     assert final["original_name"] == name.strip()
     assert_quarantined_whole(stack, uuid.UUID(final["id"]), name.strip())
+
+
+def test_a_utf8_name_cut_inside_its_last_character_is_found_by_its_words(stack: Stack) -> None:
+    from tests.support.api_server import serve
+
+    word = f"日本{uuid.uuid4().int % 10**6}"
+    raw = f"{word} 東京 報告 ".encode() * 8 + "日".encode()[:2]
+    inbox = stack.root / f"cut-{uuid.uuid4().hex[:6]}"
+    inbox.mkdir()
+    write_named(inbox, raw)
+
+    with RunningWatcher(stack, inbox) as running:
+        ids = running.wait_for_claims(1)
+    document = stack.wait(ids)[ids[0]]
+
+    assert document.status == "stored"
+    assert document.original_name == f"{word} 東京 報告 " * 8 + "\ufffd"
+    server = serve(stack)
+    try:
+        page = server.client.get("/api/documents/", params={"q": word}).json()
+    finally:
+        server.stop()
+    assert [row["id"] for row in page["results"]] == [str(document.id)]

@@ -112,3 +112,14 @@ def test_a_sidecar_that_cannot_be_written_still_keeps_the_file(
 
     assert where is not None and Path(where).exists()
     assert [p.name for p in (tmp_path / "q").iterdir()] == [Path(where).name]
+
+
+def test_archive_and_upload_names_cut_inside_a_character_are_read_as_utf8() -> None:
+    from api.multipart import _decode
+    from pipeline.migration.legacy_names import decode_tar_name
+
+    raw = "日本語".encode() * 27 + "日".encode()[:2]
+
+    assert decode_tar_name(os.fsdecode(raw)) == "日本語" * 27 + "\ufffd"
+    assert _decode(raw) == "日本語" * 27 + "\ufffd"
+    assert _decode(b"M\xfcller.pdf") == "Müller.pdf"
