@@ -47,6 +47,10 @@ def test_corpus_file_ends_as_manifest_says(stack: Stack, ingested: dict, entry: 
         quarantined = list(stack.settings.quarantine.glob(f"{document.id}-*.error.json"))
         assert quarantined, "a rejected file is kept in quarantine with its reason"
         assert json.loads(quarantined[0].read_text())["error"]["code"] == document.error_code
+        # What was learned before the refusal is kept.
+        assert (document.file_size, document.sha256) == (entry["size"], entry["sha256"])
+        if entry["path"].endswith((".docx", ".zip")) and document.error_code == "corrupt":
+            assert document.mime_type == "application/zip"
     else:
         assert document.status in ("stored", "duplicate"), document.error_message
         if entry["mime"] != "application/octet-stream":
