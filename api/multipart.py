@@ -23,6 +23,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from pipeline.errors import TooLarge
+from pipeline.names import decode_name_bytes
 from pipeline.spool import IncomingFile
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,11 @@ class MalformedUpload(Exception):
 
 
 class FieldTooLarge(Exception):
-    """A form field is larger than MAX_FIELD_BYTES, or there are too many."""
+    """A form field is larger than MAX_FIELD_BYTES, or there are too many parts."""
+
+    def __init__(self, message: str, code: str = "field_too_large"):
+        super().__init__(message)
+        self.code = code
 
 
 class UploadStalled(Exception):
@@ -189,14 +194,15 @@ class MultipartReader:
         # Any part named "file" is a file, with or without a filename.
         if name == FILE_FIELD or b"filename" in options:
             if len(self._form.files) >= MAX_FILES:
-                raise FieldTooLarge(f"more than {MAX_FILES} files in one request")
+                raise FieldTooLarge(f"more than {MAX_FILES} files in one request",
+                                    "too_many_parts")
             if name != FILE_FIELD:
                 raise MalformedUpload(f"files go in fields named {FILE_FIELD!r}, not {name!r}")
             self._file = FilePart(filename=_decode(options.get(b"filename", b"")))
             self._form.files.append(self._file)
             return
         if sum(len(values) for values in self._form.fields.values()) >= MAX_FIELDS:
-            raise FieldTooLarge(f"more than {MAX_FIELDS} form fields")
+            raise FieldTooLarge(f"more than {MAX_FIELDS} form fields", "too_many_parts")
         self._field_name = name
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -221,8 +227,6 @@ class MultipartReader:
 
 
 def _decode(raw: bytes) -> str:
-    # Browsers and curl send names as raw UTF-8; anything else is read as Latin-1.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    # Browsers and curl send names as raw UTF-8 (cut-off UTF-8 stays UTF-8, with
+    # U+FFFD); anything else is read as Latin-1.
+    return decode_name_bytes(raw, fallback="latin-1")

@@ -48,6 +48,10 @@ class DocumentOut(BaseModel):
     is_active: bool
     duplicate_of: uuid.UUID | None
     error: DocumentError | None
+    source_modified_at: datetime | None = Field(
+        description="The file's modification time at its source (kept by migrate).")
+    migration_run_id: uuid.UUID | None = Field(
+        description="The migration run that brought the document.")
 
 
 class UploadedDocument(DocumentOut):

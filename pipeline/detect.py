@@ -62,6 +62,14 @@ EMAIL_KEY_HEADERS = {b"from", b"date", b"subject", b"message-id", b"received",
 _local = threading.local()
 
 
+class CorruptContainer(CorruptFile):
+    """A ZIP container without a readable directory; ``mime_type`` is libmagic's type."""
+
+    def __init__(self, message: str, mime_type: str):
+        super().__init__(message)
+        self.mime_type = mime_type
+
+
 @dataclass(frozen=True)
 class Detection:
     mime_type: str
@@ -107,8 +115,12 @@ def _inspect_zip(path: Path, fallback: str) -> str:
                     if any(member.startswith(folder) for member in names):
                         return office_type
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise CorruptFile(f"damaged zip container: {error}") from error
-    return "application/zip" if fallback == "application/octet-stream" else fallback
+        raise CorruptContainer(f"damaged zip container: {error}", _zip_type(fallback)) from error
+    return _zip_type(fallback)
+
+
+def _zip_type(by_magic: str) -> str:
+    return "application/zip" if by_magic == "application/octet-stream" else by_magic
 
 
 def _looks_like_email(head: bytes) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline import documents, failpoints, keys
 from pipeline.db.models import FINAL_STATUSES, Document
-from pipeline.detect import HEAD_BYTES, detect, is_allowed
+from pipeline.detect import HEAD_BYTES, CorruptContainer, detect, is_allowed
 from pipeline.documents import Actor, DuplicateContent
 from pipeline.errors import (
     EmptyFile,
@@ -138,7 +138,7 @@ def _delete_uploaded_unless_kept(run: Run, current: Document) -> None:
 
 def _process(run: Run) -> str:
     path = _locate(run)
-    run.facts = facts = inspect(path, run.document.original_name, run.runtime.settings)
+    run.facts = facts = inspect(path, run.document.original_name, run.runtime.settings, run)
     _note_type_mismatch(run, path)
 
     original = _find_original(run, facts.sha256)
@@ -172,17 +172,26 @@ def hash_file(path: Path) -> tuple[str, int, bytes]:
     return digest.hexdigest(), size, head
 
 
-def inspect(path: Path, name: str, settings: Any) -> Facts:
-    """Size, SHA-256 and detected type, in one read of the file."""
+def inspect(path: Path, name: str, settings: Any, run: Run | None = None) -> Facts:
+    """Size, SHA-256 and detected type, in one read of the file.
+
+    They are on ``run.facts`` as soon as known, so a refused file keeps them too.
+    """
     sha256, size, head = hash_file(path)
     facts = Facts(size=size, sha256=sha256)
+    if run is not None:
+        run.facts = facts
 
     if size == 0:
         raise EmptyFile("the file is empty (0 bytes)")
     if size > settings.max_file_size:
         raise TooLarge(f"{size} bytes is over the limit of {settings.max_file_size}")
 
-    detection = detect(path, head, name)
+    try:
+        detection = detect(path, head, name)
+    except CorruptContainer as error:
+        facts.mime_type = error.mime_type
+        raise
     facts.mime_type, facts.charset = detection.mime_type, detection.charset
     facts.mismatch = detection.extension_mismatch
     if not is_allowed(detection.mime_type, settings.allowed_types):

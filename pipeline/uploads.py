@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline import documents, keys
 from pipeline.db.models import Document
-from pipeline.detect import HEAD_BYTES, detect, is_allowed
+from pipeline.detect import HEAD_BYTES, CorruptContainer, detect, is_allowed
 from pipeline.documents import Actor
 from pipeline.errors import EmptyFile, UnsupportedType
 from pipeline.intake import Intake
@@ -48,8 +48,10 @@ def accept_uploads(runtime: Runtime, uploads: list[Upload], actor: Actor,
                    **event_detail: Any) -> list[Document]:
     """Record every upload, or raise and keep none of them.
 
-    Raises ChecksumMismatch, EmptyFile, UnsupportedType or CorruptFile before
-    anything is recorded; on any error every spooled file is removed.
+    Raises ChecksumMismatch, EmptyFile or UnsupportedType before anything is
+    recorded; on any error every spooled file is removed. A damaged file of an
+    accepted type is recorded like any other: the worker judges it and
+    quarantines it, whatever way it came in.
     """
     try:
         for upload in uploads:
@@ -74,12 +76,15 @@ def _verify(runtime: Runtime, upload: Upload) -> None:
 
     with upload.incoming.path.open("rb") as source:
         head = source.read(HEAD_BYTES)
-    detection = detect(upload.incoming.path, head, upload.intake.original_name)
-    if not is_allowed(detection.mime_type, runtime.settings.allowed_types):
+    try:
+        mime_type = detect(upload.incoming.path, head, upload.intake.original_name).mime_type
+    except CorruptContainer as error:
+        mime_type = error.mime_type  # a damaged zip or docx: the worker quarantines it
+    if not is_allowed(mime_type, runtime.settings.allowed_types):
         raise UnsupportedType(
-            f"{upload.intake.original_name}: {detection.mime_type} is not an accepted type"
+            f"{upload.intake.original_name}: {mime_type} is not an accepted type"
         )
-    upload.mime_type = detection.mime_type
+    upload.mime_type = mime_type
 
 
 def _record(runtime: Runtime, uploads: list[Upload], actor: Actor,

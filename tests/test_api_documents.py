@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from urllib.parse import unquote
@@ -186,3 +187,19 @@ def test_download_url_expiry_defaults_to_an_hour_and_is_capped(api: ApiServer) -
     assert api.client.get(path, params={"expires_in": 60}).json()["expires_in"] == 60
     capped = api.client.get(path, params={"expires_in": 10**9}).json()
     assert capped["expires_in"] == api.settings.presign_max_expiry_seconds
+
+
+def test_a_document_has_the_same_fields_in_the_api_and_in_sluice_show(
+        stack: Stack, api: ApiServer) -> None:
+    from tests.test_cli import sluice
+
+    sent = api.upload("fields.pdf", make_pdf(f"fields {unique_word()}"))
+    document = api.wait_final(sent.json()["id"])
+    shown = json.loads(sluice(stack, "show", document["id"], "--json").stdout)
+    listed = api.client.get("/api/documents/", params={"limit": 500}).json()["results"]
+    (row,) = [row for row in listed if row["id"] == document["id"]]
+
+    assert set(document) == set(shown)
+    assert set(row) == set(shown)
+    assert {"source_modified_at", "migration_run_id"} <= set(document)
+    assert document == shown

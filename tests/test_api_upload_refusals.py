@@ -215,3 +215,42 @@ def test_a_body_that_is_not_multipart_gets_415(api: ApiServer) -> None:
 
     assert answer.status_code == 415
     assert answer.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_a_description_over_64_kb_is_an_invalid_field(stack: Stack, api: ApiServer) -> None:
+    kept = Kept(stack)
+
+    answer = api.upload("a.txt", unique_word().encode(), description="d" * (64 * 1024 + 1))
+
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "field_too_large"
+    assert "description" in answer.json()["error"]["message"]
+    kept.assert_nothing_new()
+
+
+def test_damaged_containers_are_accepted_and_quarantined_like_any_damaged_file(
+        stack: Stack, api: ApiServer) -> None:
+    from tests.conftest import CORPUS
+
+    truncated_docx = (CORPUS / "office" / "testWORD_truncated.docx").read_bytes()
+    corrupt_zip = (CORPUS / "archive" / "testZIP_corrupted_oom.zip").read_bytes()
+    corrupt_pdf = (CORPUS / "hostile" / "truncated.pdf").read_bytes()
+    files = [("file", ("good.txt", unique_word().encode())),
+             ("file", ("letter.docx", truncated_docx)),
+             ("file", ("old.zip", corrupt_zip)),
+             ("file", ("scan.pdf", corrupt_pdf + unique_word().encode()))]
+
+    answer = api.client.post("/api/documents/upload/", files=files)
+
+    assert answer.status_code == 202, answer.text
+    sent = answer.json()["documents"]
+    final = [api.wait_final(document["id"]) for document in sent]
+    assert [d["status"] for d in final] == ["stored", "failed", "failed", "failed"]
+    for document, (_, (_, content)) in zip(final[1:], files[1:], strict=True):
+        assert document["error"]["code"] == "corrupt"
+        assert document["file_size"] == len(content)
+        assert document["sha256"] == hashlib.sha256(content).hexdigest()
+        assert document["mime_type"]
+        quarantined = stack.settings.quarantine / f"{document['id']}-{document['original_name']}"
+        assert quarantined.read_bytes() == content
+        assert quarantined.with_name(quarantined.name + ".error.json").exists()

@@ -47,6 +47,10 @@ def test_corpus_file_ends_as_manifest_says(stack: Stack, ingested: dict, entry: 
         quarantined = list(stack.settings.quarantine.glob(f"{document.id}-*.error.json"))
         assert quarantined, "a rejected file is kept in quarantine with its reason"
         assert json.loads(quarantined[0].read_text())["error"]["code"] == document.error_code
+        # What was learned before the refusal is kept.
+        assert (document.file_size, document.sha256) == (entry["size"], entry["sha256"])
+        if entry["path"].endswith((".docx", ".zip")) and document.error_code == "corrupt":
+            assert document.mime_type == "application/zip"
     else:
         assert document.status in ("stored", "duplicate"), document.error_message
         if entry["mime"] != "application/octet-stream":
@@ -97,6 +101,10 @@ def test_image_thumbnail_is_upright_and_small(stack: Stack, ingested: dict, entr
     assert abs(width / height - expected_ratio) < 0.05 * max(expected_ratio, 1)
     if "pages" in entry:
         assert document.page_count == entry["pages"]
+    elif entry.get("frames", 1) > 1:
+        assert document.page_count == entry["frames"]
+    else:
+        assert document.page_count is None
 
 
 @pytest.mark.parametrize(

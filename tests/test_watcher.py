@@ -205,7 +205,22 @@ def test_a_file_that_stays_empty_is_finally_rejected_and_quarantined(
 
     document = stack.wait(ids)[ids[0]]
     assert (document.status, document.error_code) == ("failed", "empty_file")
+    assert (document.file_size, document.sha256) == (0, hashlib.sha256(b"").hexdigest())
     assert list(stack.settings.quarantine.glob(f"{document.id}-never-filled.pdf.error.json"))
+
+
+def test_a_damaged_docx_from_the_inbox_keeps_its_size_hash_and_type(
+        stack: Stack, inbox: Path) -> None:
+    content = (CORPUS / "office" / "testWORD_truncated.docx").read_bytes()
+    with RunningWatcher(stack, inbox) as running:
+        (inbox / "letter.docx").write_bytes(content)
+        ids = running.wait_for_claims(1)
+
+    document = stack.wait(ids)[ids[0]]
+    assert (document.status, document.error_code) == ("failed", "corrupt")
+    assert document.file_size == len(content)
+    assert document.sha256 == hashlib.sha256(content).hexdigest()
+    assert document.mime_type == "application/zip"
 
 
 def test_hidden_temporary_and_nas_names_are_left_alone(stack: Stack, inbox: Path) -> None:

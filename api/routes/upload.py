@@ -31,7 +31,7 @@ from api.schemas import UploadBatch, UploadedDocument
 from api.services import Services, ServicesDep
 from pipeline.db.models import Document
 from pipeline.documents import Actor
-from pipeline.errors import CorruptFile, EmptyFile, TooLarge, UnsupportedType
+from pipeline.errors import EmptyFile, TooLarge, UnsupportedType
 from pipeline.intake import Intake
 from pipeline.serialize import document_dict
 from pipeline.uploads import ChecksumMismatch, Upload, accept_uploads
@@ -106,9 +106,13 @@ async def upload(request: Request, caller: CallerDep,
     stream = request.stream()
     try:
         form = await reader.read(stream)
-    except (TooLarge, FieldTooLarge) as error:
+    except TooLarge as error:
         await _drain(stream)
         raise ApiError(413, "too_large", str(error)) from None
+    except FieldTooLarge as error:
+        # A form field is not the file: an invalid field, like any other (422).
+        await _drain(stream)
+        raise ApiError(422, error.code, str(error)) from None
     except MalformedUpload as error:
         raise ApiError(400, "malformed_upload", str(error)) from None
     except TimeoutError:
@@ -254,7 +258,7 @@ def _accept(services: Services, uploads: list[Upload], caller: Caller) -> list[D
         raise ApiError(400, "checksum_mismatch", str(error)) from None
     except UnsupportedType as error:
         raise ApiError(415, "unsupported_type", error.message) from None
-    except (EmptyFile, CorruptFile) as error:
+    except EmptyFile as error:
         raise ApiError(422, error.code, error.message) from None
 
     for document in recorded:

@@ -25,6 +25,11 @@ READABLE = {
     "image/jp2", "image/x-pcx",
 }
 
+# Formats whose frames count as pages when there are several (animations); a TIFF
+# always has a page count, a still image none. A JPEG's extra MPO frames are
+# previews, not pages.
+ANIMATED_FORMATS = {"GIF", "WEBP", "PNG"}
+
 # EXIF orientation -> the transpose that shows the picture upright.
 UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -54,7 +59,9 @@ def extract_image(path: Path, mime_type: str, max_px: int) -> Extraction:
 
 def _thumbnail(image: Image.Image, max_px: int) -> Extraction:
     frames = getattr(image, "n_frames", 1)
-    page_count = frames if image.format == "TIFF" else None
+    page_count = None
+    if image.format == "TIFF" or (image.format in ANIMATED_FORMATS and frames > 1):
+        page_count = frames
 
     image.draft(None, _draft_size(image.size, max_px))
     image.load()

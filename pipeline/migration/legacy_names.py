@@ -19,6 +19,8 @@ import struct
 import zipfile
 import zlib
 
+from pipeline.names import mostly_utf8
+
 UTF8_FLAG = 0x800
 UNICODE_PATH_FIELD = 0x7075
 MIN_GBK_IDEOGRAPHS = 2
@@ -51,6 +53,8 @@ def decode_legacy(raw: bytes, fallback: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if mostly_utf8(raw):  # UTF-8 cut inside a character, or with a stray bad byte
+        return raw.decode("utf-8", errors="replace")
     western = raw.decode(fallback, errors="replace")
     if _looks_like_gbk(raw) and _looks_like_noise(western):
         return raw.decode("gbk")
