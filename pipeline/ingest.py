@@ -77,8 +77,13 @@ class Run:
 
 def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> str:
     """Process one document; returns its final status, or "skipped"."""
-    with runtime.task_session() as session:
-        return _ingest(runtime, session, document_id, actor)
+    try:
+        with runtime.task_session() as session:
+            return _ingest(runtime, session, document_id, actor)
+    except (OperationalError, InterfaceError) as error:
+        # The task's connection could not be had or was lost (the claim or the
+        # checkout itself): the database is away, the document waits for a retry.
+        raise TransientError(f"database unavailable: {type(error).__name__}") from error
 
 
 def _ingest(runtime: Runtime, session: Session, document_id: uuid.UUID, actor: Actor) -> str:
@@ -107,14 +112,11 @@ def _ingest(runtime: Runtime, session: Session, document_id: uuid.UUID, actor: A
 
 def _claim(runtime: Runtime, session: Session, document_id: uuid.UUID,
            actor: Actor) -> Row | None:
-    try:
-        document = documents.claim(session, document_id, actor, runtime.settings.lease_seconds)
-        if document is None:
-            _tidy_finished(runtime, documents.get(session, document_id))
-            session.rollback()
-        return document
-    except (OperationalError, InterfaceError) as error:
-        raise TransientError(f"database unavailable: {type(error).__name__}") from error
+    document = documents.claim(session, document_id, actor, runtime.settings.lease_seconds)
+    if document is None:
+        _tidy_finished(runtime, documents.get(session, document_id))
+        session.rollback()
+    return document
 
 
 def _tidy_finished(runtime: Runtime, document: Document | None) -> None:
