@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,10 +82,11 @@ _CLAIM = (
     .values(status="processing", lease_owner=bindparam("_owner"),
             lease_until=bindparam("_until"), attempts=_DOCUMENTS.c.attempts + 1,
             updated_at=bindparam("_now"))
-    .returning(*_DOCUMENTS.c)
+    # What a worker needs of the row; a Core row, not an entity: the ORM's
+    # identity map and loaders cost more than the statement.
+    .returning(*(_DOCUMENTS.c[name] for name in (
+        "id", "status", "original_name", "source", "source_path", "spool_ref", "attempts")))
 )
-_CLAIM_AS_DOCUMENT = (select(Document).from_statement(_CLAIM)
-                      .execution_options(populate_existing=True))
 
 
 def _like_prefix(prefix: str) -> str:
@@ -99,10 +100,33 @@ def record_event(session: Session, document_id: uuid.UUID, event: str, actor: Ac
                  **detail: Any) -> None:
     # A plain INSERT in the caller's transaction: the ORM's unit of work would add
     # a flush and a RETURNING of the id that nobody reads, on every change.
-    session.execute(_INSERT_EVENT, {
-        "document_id": document_id, "event": event, "worker": actor.worker,
-        "task_id": actor.task_id, "detail": detail or None,
-    })
+    session.execute(_INSERT_EVENT, {"document_id": document_id,
+                                    **_event_values(event, actor, detail)})
+
+
+def _event_values(event: str, actor: Actor, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"at": utcnow(), "event": event, "worker": actor.worker,
+            "task_id": actor.task_id, "detail": detail or None}
+
+
+def _with_event(changed: Any, name: str) -> Any:
+    """``changed`` (an UPDATE … RETURNING id) and the INSERT of its event, as one statement.
+
+    PostgreSQL runs both in one statement, so the change and its audit event
+    commit together even on an autocommit connection, in one round trip; the
+    event is written only when the UPDATE matched a row.
+    """
+    changed = changed.cte(name)
+    event = insert(_EVENTS).from_select(
+        ["document_id", "at", "event", "worker", "task_id", "detail"],
+        select(changed.c.id, *(bindparam(key, type_=_EVENTS.c[key].type)
+                               for key in ("at", "event", "worker", "task_id", "detail"))),
+    ).cte(f"{name}_event")
+    return changed, event
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def get(session: Session, document_id: uuid.UUID) -> Document | None:
@@ -136,25 +160,38 @@ def forget_unclaimed(session: Session, document_id: uuid.UUID) -> None:
 
 
 def claim(session: Session, document_id: uuid.UUID, actor: Actor,
-          lease_seconds: int) -> Document | None:
+          lease_seconds: int) -> Row | None:
     """Take the lease on a document; None when it is final or leased to a live task.
 
     A redelivery of the same task (same task id) takes the lease over at once:
-    the broker only redelivers a message whose worker is gone.
+    the broker only redelivers a message whose worker is gone. The row returned
+    has the columns a worker needs (id, status, names, spool_ref, attempts).
     """
     now = utcnow()
-    # One round trip takes the lease and reads the row back (RETURNING).
-    document = session.scalars(_CLAIM_AS_DOCUMENT, {
+    params = {
         "_document_id": document_id, "_now": now, "_owner": actor.lease_owner,
         "_until": now + timedelta(seconds=lease_seconds),
         "_same_task": _like_prefix(f"{actor.task_id}@"),
-    }).one_or_none()
+    }
+    if _is_postgres(session):
+        # Lease and its event in one round trip.
+        params.update(_event_values("processing", actor, {}))
+        document = session.execute(_claim_with_event(), params).one_or_none()
+    else:
+        document = session.execute(_CLAIM, params).one_or_none()
+        if document is not None:
+            record_event(session, document_id, "processing", actor)
     if document is None:
         session.rollback()
         return None
-    record_event(session, document_id, "processing", actor)
     session.commit()
     return document
+
+
+@functools.cache
+def _claim_with_event() -> Any:
+    claimed, event = _with_event(_CLAIM, "claimed")
+    return select(claimed).add_cte(event)
 
 
 def release(session: Session, document_id: uuid.UUID, actor: Actor, reason: str) -> None:
@@ -177,29 +214,83 @@ def find_stored(session: Session, sha256: str) -> uuid.UUID | None:
 def _finish(session: Session, document_id: uuid.UUID, actor: Actor, status: str,
             values: dict[str, Any]) -> bool:
     """Move a document we hold to a final status; False if someone else finished it."""
-    done = session.execute(_FINISH, {
-        "_document_id": document_id, "_lease_owner": actor.lease_owner,
-        "status": status, "lease_owner": None, "lease_until": None,
-        "updated_at": utcnow(), **values,
-    }).rowcount
+    done = session.execute(_FINISH, _finish_params(document_id, actor, status, values)).rowcount
     return done == 1
+
+
+def _finish_params(document_id: uuid.UUID, actor: Actor, status: str,
+                   values: dict[str, Any]) -> dict[str, Any]:
+    return {"_document_id": document_id, "_lease_owner": actor.lease_owner,
+            "status": status, "lease_owner": None, "lease_until": None,
+            "updated_at": utcnow(), **values}
+
+
+def _finish_with_event(session: Session, document_id: uuid.UUID, actor: Actor, status: str,
+                       values: dict[str, Any], detail: dict[str, Any],
+                       text: str | None = None) -> bool:
+    """PostgreSQL: the final status, the text and the event in one statement.
+
+    One statement is one transaction even in autocommit, so the row, its text
+    and its event are written together or not at all (a unique-index conflict
+    undoes all three), in one round trip instead of five.
+    """
+    params = {**_finish_params(document_id, actor, status, values),
+              **_event_values(status, actor, detail)}
+    if text is not None:
+        params["_content"] = text
+    statement = _finish_statement(tuple(sorted(values)), text is not None)
+    return session.execute(statement, params).scalar_one() == 1
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...], with_text: bool) -> Any:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    names = ("status", "lease_owner", "lease_until", "updated_at", *columns)
+    finished, event = _with_event(
+        _FINISH.values({name: bindparam(name, type_=_DOCUMENTS.c[name].type)
+                        for name in names}).returning(_DOCUMENTS.c.id),
+        "finished",
+    )
+    statement = select(func.count()).select_from(finished).add_cte(event)
+    if with_text:
+        upsert = pg_insert(_TEXTS).from_select(
+            ["document_id", "content"],
+            select(finished.c.id, bindparam("_content", type_=_TEXTS.c.content.type)),
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[_TEXTS.c.document_id], set_={"content": upsert.excluded.content})
+        statement = statement.add_cte(upsert.cte("finished_text"))
+    return statement
 
 
 def mark_stored(session: Session, document_id: uuid.UUID, actor: Actor,
                 values: dict[str, Any], text: str | None) -> bool:
     """Commit the document as stored; raise DuplicateContent when the content won elsewhere."""
+    detail = {"s3_key": values["s3_key"], "thumbnail_key": values.get("thumbnail_key")}
     try:
-        if not _finish(session, document_id, actor, "stored", values):
+        if _is_postgres(session):
+            won = _finish_with_event(session, document_id, actor, "stored", values, detail, text)
+        else:
+            won = _finish_stored_in_steps(session, document_id, actor, values, text, detail)
+        if not won:
             session.rollback()
             return False
-        if text is not None:
-            _save_text(session, document_id, text)
-        record_event(session, document_id, "stored", actor, s3_key=values["s3_key"],
-                     thumbnail_key=values.get("thumbnail_key"))
         session.commit()
     except IntegrityError as error:
         session.rollback()
         raise DuplicateContent(values.get("sha256")) from error
+    return True
+
+
+def _finish_stored_in_steps(session: Session, document_id: uuid.UUID, actor: Actor,
+                            values: dict[str, Any], text: str | None,
+                            detail: dict[str, Any]) -> bool:
+    if not _finish(session, document_id, actor, "stored", values):
+        return False
+    if text is not None:
+        _save_text(session, document_id, text)
+    record_event(session, document_id, "stored", actor, **detail)
     return True
 
 
@@ -228,11 +319,17 @@ def _upsert_text(dialect: str) -> Any:
 
 def mark_duplicate(session: Session, document_id: uuid.UUID, actor: Actor,
                    original_id: uuid.UUID, values: dict[str, Any]) -> bool:
-    if not _finish(session, document_id, actor, "duplicate",
-                   {**values, "duplicate_of": original_id}):
+    values = {**values, "duplicate_of": original_id}
+    detail = {"duplicate_of": str(original_id)}
+    if _is_postgres(session):
+        won = _finish_with_event(session, document_id, actor, "duplicate", values, detail)
+    else:
+        won = _finish(session, document_id, actor, "duplicate", values)
+        if won:
+            record_event(session, document_id, "duplicate", actor, **detail)
+    if not won:
         session.rollback()
         return False
-    record_event(session, document_id, "duplicate", actor, duplicate_of=str(original_id))
     session.commit()
     return True
 

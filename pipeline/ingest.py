@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from pipeline import documents, failpoints, keys
 from pipeline.db.models import FINAL_STATUSES, Document
@@ -62,8 +64,9 @@ class Facts:
 @dataclass
 class Run:
     runtime: Runtime
-    document: Document
+    document: Row  # the claimed row (documents.claim)
     actor: Actor
+    session: Session  # the task's own: claim, dedupe check, final commit
     facts: Facts | None = None
     uploaded: list[str] = field(default_factory=list)
 
@@ -74,12 +77,22 @@ class Run:
 
 def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> str:
     """Process one document; returns its final status, or "skipped"."""
-    document = _claim(runtime, document_id, actor)
+    try:
+        with runtime.task_session() as session:
+            return _ingest(runtime, session, document_id, actor)
+    except (OperationalError, InterfaceError) as error:
+        # The task's connection could not be had or was lost (the claim or the
+        # checkout itself): the database is away, the document waits for a retry.
+        raise TransientError(f"database unavailable: {type(error).__name__}") from error
+
+
+def _ingest(runtime: Runtime, session: Session, document_id: uuid.UUID, actor: Actor) -> str:
+    document = _claim(runtime, session, document_id, actor)
     if document is None:
         log.info("ingest skipped document_id=%s reason=final_or_leased", document_id)
         return "skipped"
 
-    run = Run(runtime, document, actor)
+    run = Run(runtime, document, actor, session)
     failpoints.reach(runtime.settings, "ingest.after_claim")
     try:
         return _process(run)
@@ -97,16 +110,13 @@ def ingest_document(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> s
         raise TransientError(f"database unavailable: {type(error).__name__}") from error
 
 
-def _claim(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> Document | None:
-    try:
-        with runtime.session() as session:
-            document = documents.claim(session, document_id, actor,
-                                       runtime.settings.lease_seconds)
-            if document is None:
-                _tidy_finished(runtime, documents.get(session, document_id))
-            return document
-    except (OperationalError, InterfaceError) as error:
-        raise TransientError(f"database unavailable: {type(error).__name__}") from error
+def _claim(runtime: Runtime, session: Session, document_id: uuid.UUID,
+           actor: Actor) -> Row | None:
+    document = documents.claim(session, document_id, actor, runtime.settings.lease_seconds)
+    if document is None:
+        _tidy_finished(runtime, documents.get(session, document_id))
+        session.rollback()
+    return document
 
 
 def _tidy_finished(runtime: Runtime, document: Document | None) -> None:
@@ -212,8 +222,8 @@ def _note_type_mismatch(run: Run, path: Path) -> None:
 
 
 def _find_original(run: Run, sha256: str) -> uuid.UUID | None:
-    with run.runtime.session() as session:
-        original = documents.find_stored(session, sha256)
+    original = documents.find_stored(run.session, sha256)
+    run.session.rollback()  # a read: nothing to keep open while the file is read
     return original if original != run.id else None
 
 
@@ -277,8 +287,7 @@ def _commit(run: Run, stored: StoredObject, thumbnail: StoredObject | None,
         "text_length": len(text) if text is not None else None,
     }
     try:
-        with run.runtime.session() as session:
-            won = documents.mark_stored(session, run.id, run.actor, values, text)
+        won = documents.mark_stored(run.session, run.id, run.actor, values, text)
     except DuplicateContent:
         # Another document with the same bytes committed first: ours becomes its
         # duplicate and our upload would be an orphan, so it goes.
@@ -299,11 +308,10 @@ def _commit(run: Run, stored: StoredObject, thumbnail: StoredObject | None,
 
 
 def _commit_duplicate(run: Run, original: uuid.UUID) -> str:
-    with run.runtime.session() as session:
-        won = documents.mark_duplicate(session, run.id, run.actor, original, {
-            **run.facts.columns(),
-            "file_name": keys.stored_file_name(run.id, run.facts.mime_type),
-        })
+    won = documents.mark_duplicate(run.session, run.id, run.actor, original, {
+        **run.facts.columns(),
+        "file_name": keys.stored_file_name(run.id, run.facts.mime_type),
+    })
     if won:
         _clean_up(run)
         log.info("duplicate document_id=%s duplicate_of=%s", run.id, original)

@@ -8,6 +8,8 @@ A forked worker process must build its own (``Runtime.for_process``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +39,22 @@ class Runtime:
 
     def session(self) -> Session:
         return self.sessions()
+
+    @contextmanager
+    def task_session(self) -> Iterator[Session]:
+        """One connection for a document's claim, dedupe check and final commit.
+
+        One checkout (and pool pre-ping) per document instead of one per step. On
+        PostgreSQL the connection is in autocommit: each of those steps is a single
+        statement (``documents`` writes a change and its event with one), so no
+        BEGIN/COMMIT round trips. Only single-statement steps may use it; anything
+        else takes ``session()``.
+        """
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            with Session(bind=connection, expire_on_commit=False) as session:
+                yield session
 
     @cached_property
     def store(self) -> ObjectStore:

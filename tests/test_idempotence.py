@@ -153,3 +153,15 @@ def test_a_duplicate_race_leaves_no_orphan_object(stack: Stack, tmp_path: Path) 
     assert sorted(d.status for d in found.values()) == ["duplicate", "stored"]
     loser = next(d for d in found.values() if d.status == "duplicate")
     assert objects_of(stack, loser.id) == []
+
+
+def test_a_database_out_of_reach_at_the_claim_is_transient(tmp_path: Path) -> None:
+    # The task's connection is taken before the claim; failing to get it must
+    # still be retried (TransientError), never fail the message for good.
+    from pipeline.errors import TransientError
+    from pipeline.settings import Settings
+
+    settings = Settings(_env_file=None, var_dir=tmp_path / "var", inbox=tmp_path / "inbox",
+                        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    with pytest.raises(TransientError):
+        ingest_document(Runtime(settings), uuid.uuid4(), Actor.here("task-no-db"))

@@ -100,15 +100,18 @@ def _read_document(document: pdfium.PdfDocument, max_px: int) -> Extraction:
     if result.page_count == 0:
         raise CorruptFile("PDF has no pages")
 
-    result.thumbnail = render_first_page(document[0], max_px)
-    result.text = truncate(text_of(document), result.notes)
+    # Page 1 is loaded once, for the thumbnail and for its text.
+    first = document[0]
+    result.thumbnail = render_first_page(first, max_px)
+    result.text = truncate(text_of(document, first), result.notes)
     return result
 
 
-def text_of(document: pdfium.PdfDocument) -> str:
+def text_of(document: pdfium.PdfDocument, first: pdfium.PdfPage | None = None) -> str:
+    """The text of every page; ``first``, when given, is page 1 already loaded (and closed here)."""
     pages, total = [], 0
     for index in range(len(document)):
-        page = document[index]
+        page = first if index == 0 and first is not None else document[index]
         textpage = page.get_textpage()
         text = normalize_text(textpage.get_text_range())
         textpage.close()
