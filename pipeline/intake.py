@@ -115,7 +115,12 @@ def receive_stream(runtime: Runtime, chunks: Iterable[bytes], intake: Intake,
     A caller that must recognise its own document after a crash (the migration)
     passes a ``document_id`` it can derive again.
     """
-    document_id = document_id or uuid.uuid4()
+    if document_id is None:
+        document_id = uuid.uuid4()
+    else:
+        # A derived id is taken again after a crash: what the dead process had
+        # half-written under it is garbage, and would block the new attempt.
+        runtime.spool.discard_incoming(document_id)
     limit = max_size or runtime.settings.max_file_size
     spooled = runtime.spool.receive(document_id, chunks, limit)
 

@@ -278,3 +278,31 @@ def test_document_spooled_just_before_a_crash_is_adopted(stack: Stack,
     assert documents["a.txt"].id == spooled.id
     assert {d.status for d in documents.values()} == {"stored"}
     assert result.summary["taken_this_pass"] == 2
+
+
+def test_an_entry_half_spooled_when_killed_is_taken_whole_on_resume(stack: Stack,
+                                                                    tmp_path: Path) -> None:
+    from pipeline.migration.entries import Entry
+    from pipeline.migration.ledger import RunLedger
+    from pipeline.migration.sources.folder import KEY_PREFIX
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tree / name).write_bytes(unique_bytes(f"half {name}"))
+    options = MigrationOptions().fingerprint()
+    run_id = run_id_for(tree.resolve(), options)
+    # The crash: SIGKILL while a.txt was being written into the spool
+    ledger = RunLedger.open(stack.runtime, run_id, tree.resolve(), options)
+    entry = Entry(key=KEY_PREFIX + "a.txt", path="a.txt", depth=0)
+    partial = stack.runtime.spool.open_incoming(ledger.document_id(entry), 1 << 20)
+    partial.write(b"the first half of a")
+    ledger.finish("interrupted")
+
+    result = migrate(stack, tree)
+
+    assert result.returncode == 0, result.stderr
+    documents = {d.source_path: d for d in run_documents(stack, run_id)}
+    assert documents["a.txt"].status == "stored"
+    assert documents["a.txt"].file_size == (tree / "a.txt").stat().st_size
+    assert not partial.path.exists()
