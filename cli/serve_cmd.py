@@ -8,6 +8,10 @@ import uvicorn
 from cli.context import CommandContext
 from pipeline.settings import Settings
 
+# A stopping API lets requests in flight finish for this long, then cuts them: a
+# slow or stalled client must not keep it alive (an upload cut off keeps nothing).
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default: SLUICE_API_HOST).")
@@ -22,7 +26,8 @@ def serve(obj: CommandContext, host: str | None, port: int | None) -> None:
     click.echo(f"serving the API on http://{settings.api_host}:{settings.api_port}", err=True)
     # log_config=None: uvicorn's lines go through Sluice's logging set-up.
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None,
-                proxy_headers=False, server_header=False)
+                proxy_headers=False, server_header=False,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def _with_address(settings: Settings, host: str | None, port: int | None) -> Settings:

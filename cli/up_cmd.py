@@ -51,6 +51,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
+    hint: str = ""
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     early_exits: int = 0
@@ -113,6 +114,8 @@ def up(obj: CommandContext) -> None:
     if failed is not None:
         click.echo(f"sluice: the {failed.name} keeps stopping right after it starts (exit "
                    f"status {failed.exit_code}); stopped everything else", err=True)
+        if failed.hint:
+            click.echo(f"sluice: {failed.hint}", err=True)
         sys.exit(1)
     click.echo("sluice: stopped", err=True)
 
@@ -133,7 +136,9 @@ def _children(settings: Settings, token: str | None) -> list[Child]:
         Child("worker", [*base, "worker"], env),
         Child("scheduler", [*base, "beat"], env),
         Child("watcher", [*base, "watch"], env),
-        Child("API", [*base, "serve"], api_env),
+        Child("API", [*base, "serve"], api_env,
+              hint=f"is {settings.api_host}:{settings.api_port} taken by another program? "
+                   "SLUICE_API_PORT chooses another port"),
     ]
 
 

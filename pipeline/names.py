@@ -66,7 +66,13 @@ def clean_name(name: str) -> str:
     name = unicodedata.normalize("NFC", CONTROL_CHARS.sub("", name)).strip()
     if name in ("", ".", ".."):
         return "unnamed"
-    return name[:MAX_NAME_CHARS]
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    # Cut the stem, not the extension: the name a download gets must still open.
+    stem, extension = os.path.splitext(name)
+    if not stem or len(extension) > MAX_EXTENSION_BYTES:
+        return name[:MAX_NAME_CHARS]
+    return stem[:MAX_NAME_CHARS - len(extension)] + extension
 
 
 def clean_path(path: str) -> str:

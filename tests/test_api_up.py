@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ def descendants(pid: int) -> set[int]:
             found.add(child)
             todo.append(child)
     return found
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def is_running(pid: int) -> bool:
@@ -139,8 +144,10 @@ def test_up_ingests_a_dropped_pdf_and_stops_everything_on_ctrl_c(up: Up) -> None
 
 def test_a_child_that_dies_is_started_again_and_work_goes_on(up: Up) -> None:
     # Given the OOM killer takes the worker
+    # (the worker's main process: its pool processes share its command line)
     worker = next(pid for pid in descendants(up.process.pid)
-                  if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3:4] == [b"worker"])
+                  if parent_of(pid) == up.process.pid
+                  and Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3:4] == [b"worker"])
     os.kill(worker, signal.SIGKILL)
 
     # Then up says so, starts it again, and a PDF dropped afterwards is stored
@@ -161,18 +168,42 @@ def test_a_child_that_dies_is_started_again_and_work_goes_on(up: Up) -> None:
             time.sleep(0.3)
 
 
+def slow_upload(up: Up, stop: threading.Event) -> None:
+    """An upload that trickles a byte a second, as a stalled client would."""
+    boundary = "trickle"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"slow.txt\"\r\nContent-Type: text/plain\r\n\r\n").encode()
+    port = int(up.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(
+            f"POST /api/documents/upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {up.token}\r\nContent-Length: 100000\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head)
+        while not stop.wait(1.0):
+            try:
+                connection.sendall(b"x")
+            except OSError:
+                return
+
+
 def test_up_killed_outright_leaves_no_child_behind(up: Up) -> None:
     children = descendants(up.process.pid)
     assert len(children) >= 4
+    # ...even an API in the middle of a stalled upload
+    stop = threading.Event()
+    trickle = threading.Thread(target=slow_upload, args=(up, stop), daemon=True)
+    trickle.start()
+    time.sleep(2)
 
     # When up itself is SIGKILLed, so that it can stop nothing
     up.process.kill()
     up.process.wait()
 
     # Then the kernel stops its children, and they stop theirs
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 45
     while any(is_running(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
+    stop.set()
     assert not [pid for pid in children if is_running(pid)]
 
 
@@ -192,3 +223,5 @@ def test_a_child_that_cannot_start_stops_everything_and_exits_1(tmp_path: Path) 
     # Then up gives up after a few tries and says why
     assert result.returncode == 1, result.stderr[-3000:]
     assert b"the API keeps stopping right after it starts" in result.stderr
+    assert f"127.0.0.1:{port} taken".encode() in result.stderr
+    assert b"SLUICE_API_PORT" in result.stderr

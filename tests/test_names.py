@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.db.models import Document
-from pipeline.names import NAME_MAX_BYTES, decode_name, decode_name_bytes, fit_name, safe_file_name
+from pipeline.names import (
+    NAME_MAX_BYTES,
+    clean_name,
+    decode_name,
+    decode_name_bytes,
+    fit_name,
+    safe_file_name,
+)
 from pipeline.quarantine import quarantine, quarantine_name
 from pipeline.spool import FolderSpool
 
@@ -123,3 +130,13 @@ def test_archive_and_upload_names_cut_inside_a_character_are_read_as_utf8() -> N
     assert decode_tar_name(os.fsdecode(raw)) == "日本語" * 27 + "\ufffd"
     assert _decode(raw) == "日本語" * 27 + "\ufffd"
     assert _decode(b"M\xfcller.pdf") == "Müller.pdf"
+
+
+def test_a_name_too_long_for_the_record_keeps_its_extension() -> None:
+    name = "H" + "L" * 1000 + ".pdf"
+
+    cleaned = clean_name(name)
+
+    assert len(cleaned) <= 255
+    assert cleaned.endswith(".pdf")
+    assert cleaned.startswith("HLLL")
