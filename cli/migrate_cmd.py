@@ -38,8 +38,9 @@ EXIT_INTERRUPTED = 130
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every document is final, so the report has outcomes.")
 @click.option("--timeout", type=float, default=None,
-              help="Give up waiting after N seconds (exit 1 if entries are still "
-                   "pending; run the same command again to pick them up).")
+              help="Give up waiting after N seconds, for room under --max-in-flight "
+                   "as for the workers (exit 1 if entries are still pending; run the "
+                   "same command again to continue).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object.")
 @click.pass_obj
