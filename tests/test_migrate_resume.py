@@ -334,3 +334,20 @@ def test_timeout_bounds_the_wait_for_room_under_max_in_flight(
     assert picked_up.summary["taken_this_pass"] == 3
     assert picked_up.summary["pending"] == 0 and picked_up.summary["note"] is None
     assert sorted(e["outcome"] for e in picked_up.report["entries"]) == ["stored"] * 5
+
+
+def test_a_rerun_counts_what_the_last_pass_left_in_flight(stack: Stack,
+                                                          tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", "rerun in flight", count=5)
+    env = no_worker_env()
+    first = migrate(stack, tree, "--max-in-flight", "2", "--timeout", "2", env=env,
+                    timeout=60)
+    assert first.returncode == 1 and first.summary["pending"] == 2, first.stderr
+
+    # Still no worker: the two left pending fill --max-in-flight already.
+    again = migrate(stack, tree, "--max-in-flight", "2", "--timeout", "2", env=env,
+                    timeout=60)
+
+    assert again.returncode == 1, again.stderr
+    assert again.summary["taken_this_pass"] == 0
+    assert again.summary["pending"] == 2

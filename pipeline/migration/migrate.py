@@ -75,8 +75,10 @@ class MigrationSink:
         self.request = request
         self.progress = progress
         self.actor = Actor.here()
+        # A resumed run's documents still pending hold room already.
         self.throttle = InFlightLimit(request.max_in_flight, self._count_unfinished,
-                                      deadline=deadline)
+                                      deadline=deadline,
+                                      in_flight=ledger.count_documents(UNFINISHED))
         self.taken = 0
         self.done_bytes = 0
 

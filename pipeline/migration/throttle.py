@@ -24,12 +24,13 @@ class OutOfTime(Exception):
 class InFlightLimit:
     def __init__(self, limit: int, count_unfinished: Callable[[], int],
                  on_wait: Callable[[int], None] = lambda _: None,
-                 deadline: float | None = None):
+                 deadline: float | None = None, in_flight: int = 0):
         self.limit = limit
         self.count_unfinished = count_unfinished
         self.on_wait = on_wait
         self.deadline = deadline
-        self._estimate = 0
+        # Documents a pass before left unfinished count from the start.
+        self._estimate = in_flight
 
     def wait_for_room(self) -> None:
         """Return when one more document may be spooled; raise ``OutOfTime`` when
