@@ -38,8 +38,9 @@ EXIT_INTERRUPTED = 130
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until every document is final, so the report has outcomes.")
 @click.option("--timeout", type=float, default=None,
-              help="Give up waiting after N seconds (exit 1 if entries are still "
-                   "pending; run the same command again to pick them up).")
+              help="Give up waiting after N seconds, for room under --max-in-flight "
+                   "as for the workers (exit 1 if entries are still pending; run the "
+                   "same command again to continue).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object.")
 @click.pass_obj
@@ -58,6 +59,11 @@ def migrate(obj: CommandContext, source: Path, dry_run: bool, category: str | No
 
     options = _options(obj, category, tags, maps, map_file, include, exclude,
                        uploaded_by)
+    if not (source.is_dir() or source.is_file()):
+        # A FIFO, socket or device: opening one to look inside may never return.
+        raise click.BadParameter(
+            f"{source} is not a regular file or a folder (a FIFO, socket or device); "
+            "SOURCE must be a folder or a zip or tar archive", param_hint="SOURCE")
     if source_kind(source) is None:
         # The user named the wrong thing: a usage error (exit 2), not Sluice's fault.
         raise click.BadParameter(

@@ -177,6 +177,18 @@ def test_a_file_that_is_no_archive_is_a_usage_error(stack: Stack, tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [(), ("--dry-run",)])
+def test_a_fifo_named_like_an_archive_is_a_usage_error_and_never_opened(
+        stack: Stack, tmp_path: Path, args: tuple[str, ...]) -> None:
+    fifo = tmp_path / "x.zip"
+    os.mkfifo(fifo)
+    # Opening a FIFO for reading blocks until a writer comes: none will.
+    result = migrate(stack, fifo, *args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "not a regular file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def _dry_run(stack: Stack, tree: Path) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "migrate", str(tree), "--dry-run", "--json"],

@@ -306,3 +306,48 @@ def test_an_entry_half_spooled_when_killed_is_taken_whole_on_resume(stack: Stack
     assert documents["a.txt"].status == "stored"
     assert documents["a.txt"].file_size == (tree / "a.txt").stat().st_size
     assert not partial.path.exists()
+
+
+@pytest.mark.parametrize("wait", ["--wait", "--no-wait"])
+def test_timeout_bounds_the_wait_for_room_under_max_in_flight(
+        stack: Stack, tmp_path: Path, wait: str) -> None:
+    import time
+
+    tree = small_tree(tmp_path / "tree", f"no room {wait}", count=5)
+    started = time.monotonic()
+
+    # No worker: after two documents there is never room again; --timeout must end it.
+    gave_up = migrate(stack, tree, wait, "--max-in-flight", "2", "--timeout", "3",
+                      env=no_worker_env(), timeout=60)
+
+    assert gave_up.returncode == 1, gave_up.stderr
+    assert time.monotonic() - started < 45
+    assert gave_up.summary["status"] == "timed_out"
+    assert gave_up.summary["pending"] == 2 and gave_up.summary["exit_code"] == 1
+    assert "run the same command again" in gave_up.summary["note"]
+    assert "run the same command again" in gave_up.report["summary"]["note"]
+    assert "run the same command again" in gave_up.stderr
+
+    picked_up = migrate(stack, tree, "--timeout", "120")
+
+    assert picked_up.returncode == 0, picked_up.stderr
+    assert picked_up.summary["taken_this_pass"] == 3
+    assert picked_up.summary["pending"] == 0 and picked_up.summary["note"] is None
+    assert sorted(e["outcome"] for e in picked_up.report["entries"]) == ["stored"] * 5
+
+
+def test_a_rerun_counts_what_the_last_pass_left_in_flight(stack: Stack,
+                                                          tmp_path: Path) -> None:
+    tree = small_tree(tmp_path / "tree", "rerun in flight", count=5)
+    env = no_worker_env()
+    first = migrate(stack, tree, "--max-in-flight", "2", "--timeout", "2", env=env,
+                    timeout=60)
+    assert first.returncode == 1 and first.summary["pending"] == 2, first.stderr
+
+    # Still no worker: the two left pending fill --max-in-flight already.
+    again = migrate(stack, tree, "--max-in-flight", "2", "--timeout", "2", env=env,
+                    timeout=60)
+
+    assert again.returncode == 1, again.stderr
+    assert again.summary["taken_this_pass"] == 0
+    assert again.summary["pending"] == 2

@@ -283,6 +283,26 @@ def test_zip_without_its_directory_is_salvaged_from_local_headers(
     assert f"read {len(taken) + 1} entries" in entries["."]["error_message"]
 
 
+def test_folders_of_a_salvaged_zip_are_not_documents(stack: Stack,
+                                                     tmp_path: Path) -> None:
+    from tests.support.stack import REPO
+
+    source = tmp_path / "server"
+    source.mkdir()
+    damaged = REPO / "tests/corpus/office/testWORD_truncated.docx"
+    (source / "trunc.zip").write_bytes(damaged.read_bytes())
+
+    result = migrate(stack, source)
+
+    entries = result.entries
+    assert entries["trunc.zip"]["error_code"] == "corrupt"
+    # Its local headers name the folders "_rels/" and "docProps/": no documents.
+    assert not [p for p in entries if p.rstrip("/") in ("trunc.zip/_rels",
+                                                        "trunc.zip/docProps")]
+    assert not [p for p, e in entries.items() if e["error_code"] == "empty_file"]
+    assert entries["trunc.zip/[Content_Types].xml"]["outcome"] == "stored"
+
+
 def test_legacy_name_encodings_are_decoded(stack: Stack, tmp_path: Path) -> None:
     from tests.support.migration import raw_name_zip
 

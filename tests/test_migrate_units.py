@@ -144,6 +144,20 @@ def test_throttle_waits_until_the_count_drops() -> None:
     assert waited == [3, 3]
 
 
+def test_throttle_gives_up_at_the_deadline() -> None:
+    import time
+
+    from pipeline.migration.throttle import OutOfTime
+
+    limit = InFlightLimit(1, lambda: 1, deadline=time.monotonic() + 0.3)
+    limit.wait_for_room()
+    limit.taken()
+    started = time.monotonic()
+    with pytest.raises(OutOfTime):
+        limit.wait_for_room()
+    assert time.monotonic() - started < 5
+
+
 def test_progress_on_a_terminal_redraws_one_line_with_an_eta() -> None:
     out = io.StringIO()
     progress = Progress(out, on_terminal=True, fraction=lambda: 0.25)

@@ -5,6 +5,10 @@
                        enqueued, recorded; refusals and skips recorded with reasons;
                        at most ``max_in_flight`` documents of the run not yet final
     wait               (unless told not to) until every document is final
+
+``timeout`` bounds all the waiting of a pass, for room under ``max_in_flight``
+as for the final wait: when it passes, spooling stops, the run is ``timed_out``
+and the same command run again continues.
     report             JSON and CSV in ``var_dir/reports``, and a summary
 
 Ctrl-C or a crash leaves a run that the same command resumes: what was recorded
@@ -32,7 +36,7 @@ from pipeline.migration.report import Summary, write_report
 from pipeline.migration.safety import Limits
 from pipeline.migration.sources.folder import measure
 from pipeline.migration.streams import EntryStream
-from pipeline.migration.throttle import InFlightLimit
+from pipeline.migration.throttle import InFlightLimit, OutOfTime
 from pipeline.migration.walk import SOURCE_ARCHIVE_KEY, Walk
 from pipeline.runtime import Runtime
 
@@ -63,14 +67,18 @@ class MigrationSink:
     """Spools each file as a document, enqueues it, and records every outcome."""
 
     def __init__(self, runtime: Runtime, app: Celery, ledger: RunLedger,
-                 request: MigrationRequest, progress: Progress):
+                 request: MigrationRequest, progress: Progress,
+                 deadline: float | None = None):
         self.runtime = runtime
         self.app = app
         self.ledger = ledger
         self.request = request
         self.progress = progress
         self.actor = Actor.here()
-        self.throttle = InFlightLimit(request.max_in_flight, self._count_unfinished)
+        # A resumed run's documents still pending hold room already.
+        self.throttle = InFlightLimit(request.max_in_flight, self._count_unfinished,
+                                      deadline=deadline,
+                                      in_flight=ledger.count_documents(UNFINISHED))
         self.taken = 0
         self.done_bytes = 0
 
@@ -137,6 +145,7 @@ def run_migration(runtime: Runtime, app: Celery, request: MigrationRequest,
     from workers.celery_app import enqueue_ingest
 
     source = request.source.resolve()
+    deadline = None if request.timeout is None else time.monotonic() + request.timeout
     runtime.settings.spool.mkdir(parents=True, exist_ok=True)
     ledger = RunLedger.open(runtime, run_id_for(source, request.options.fingerprint()),
                             source, request.options.fingerprint())
@@ -144,24 +153,29 @@ def run_migration(runtime: Runtime, app: Celery, request: MigrationRequest,
         enqueue_ingest(app, document_id)
 
     progress = Progress(out, on_terminal)
-    sink = MigrationSink(runtime, app, ledger, request, progress)
+    sink = MigrationSink(runtime, app, ledger, request, progress, deadline)
     walk = Walk(sink, request.options, Limits.from_settings(runtime.settings),
                 runtime.spool.root)
     progress.fraction = _fraction(source, walk, sink)
 
-    all_final = True
+    all_final = walked = True
     try:
         with progress:
-            walk.run(source)
+            try:
+                walk.run(source)
+            except OutOfTime as stop:
+                log.warning("gave up waiting for room; spooling stopped (%s)", stop)
+                walked = False
             ledger.flush()
-            if request.wait:
-                all_final = _wait_until_final(ledger, progress, request.timeout)
+            if request.wait and walked:
+                all_final = _wait_until_final(ledger, progress, deadline)
     except BaseException:
         _finish_quietly(ledger)
         raise
-    ledger.finish("finished" if all_final else TIMED_OUT)
+    ledger.finish("finished" if all_final and walked else TIMED_OUT)
     summary = write_report(runtime, ledger.id, runtime.settings.var_dir / "reports",
-                           progress.elapsed, sink.taken, waited=request.wait)
+                           progress.elapsed, sink.taken, waited=request.wait,
+                           walked=walked)
     log.info("migration done run_id=%s entries=%d exit_code=%d", ledger.id,
              summary.entries, summary.exit_code)
     return summary
@@ -193,9 +207,9 @@ def _finish_quietly(ledger: RunLedger) -> None:
 
 
 def _wait_until_final(ledger: RunLedger, progress: Progress,
-                      timeout: float | None) -> bool:
-    """Wait until every document of the run is final (True), or ``timeout`` (False)."""
-    started = last_change = time.monotonic()
+                      deadline: float | None) -> bool:
+    """Wait until every document of the run is final (True), or ``deadline`` (False)."""
+    last_change = time.monotonic()
     last_count, hinted = -1, False
     while True:
         ledger.heartbeat()
@@ -211,7 +225,7 @@ def _wait_until_final(ledger: RunLedger, progress: Progress,
             log.warning("no progress for a while; is a worker running "
                         "(`sluice worker` or `sluice up`)?")
             hinted = True
-        if timeout is not None and now - started > timeout:
+        if deadline is not None and now >= deadline:
             log.warning("gave up waiting in_flight=%d", in_flight)
             return False
         time.sleep(WAIT_POLL_SECONDS)

@@ -49,6 +49,8 @@ class Summary:
     csv_path: str | None = None
     # The run waited for its documents (not --no-wait): pending ones mean it gave up.
     waited: bool = True
+    # The walk reached the end of the source (False: --timeout stopped it first).
+    walked: bool = True
 
     @property
     def pending(self) -> int:
@@ -58,17 +60,27 @@ class Summary:
     def exit_code(self) -> int:
         """1 when it gave up waiting with documents pending; 3 when anything was
         refused or failed; else 0 (INTERFACE.md)."""
-        if self.waited and self.pending:
+        if self._gave_up:
             return EXIT_PENDING
         return 3 if self.outcomes[REFUSED] or self.outcomes["failed"] else 0
 
     @property
     def note(self) -> str | None:
         """What the user must do next, when the run is not complete."""
-        if not (self.waited and self.pending):
+        if not self._gave_up:
             return None
+        if not self.walked:
+            return (f"--timeout passed while waiting for room (--max-in-flight) with "
+                    f"{self.pending} entries still pending and the rest of the source "
+                    "not yet read; run the same command again to continue")
         return (f"{self.pending} entries are still pending (no worker finished them "
                 "before --timeout); run the same command again to pick them up")
+
+    @property
+    def _gave_up(self) -> bool:
+        """--timeout ended the pass with work left: documents pending after the final
+        wait, or entries not yet read because there was no room in time."""
+        return not self.walked or (self.waited and self.pending > 0)
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = self.elapsed_seconds
@@ -104,7 +116,8 @@ class Summary:
 
 
 def write_report(runtime: Runtime, run_id: Any, folder: Path, elapsed: float,
-                 taken_this_pass: int, waited: bool = True) -> Summary:
+                 taken_this_pass: int, waited: bool = True,
+                 walked: bool = True) -> Summary:
     """Write the run's JSON and CSV reports into ``folder``; return their summary."""
     with runtime.session() as session:
         run = session.get(MigrationRun, run_id, populate_existing=True)
@@ -114,7 +127,8 @@ def write_report(runtime: Runtime, run_id: Any, folder: Path, elapsed: float,
     csv_path = folder / f"migration-{run.id}-{stamp}.csv"
     summary = Summary(str(run.id), run.source, run.status,
                       taken_this_pass=taken_this_pass, elapsed_seconds=elapsed,
-                      waited=waited, json_path=str(json_path), csv_path=str(csv_path))
+                      waited=waited, walked=walked, json_path=str(json_path),
+                      csv_path=str(csv_path))
 
     with json_path.open("w", encoding="utf-8") as as_json, \
             csv_path.open("w", encoding="utf-8", newline="") as as_csv:

@@ -91,9 +91,15 @@ class Tree:
 
 
 def source_kind(source: Path) -> str | None:
-    """"folder", an archive kind, or None for a file that is no archive."""
+    """"folder", an archive kind, or None for a file that is no archive.
+
+    A FIFO, socket or device is None without being opened: opening a FIFO waits
+    for a writer that may never come.
+    """
     if source.is_dir():
         return "folder"
+    if not source.is_file():
+        return None
     with source.open("rb") as handle:
         head = handle.read(HEAD_BYTES)
         kind = archive_kind(head)

@@ -124,8 +124,11 @@ class _Member:
 
 
 def salvage_entries(source: BinaryIO, place: ZipPlace) -> Iterator[Entry]:
-    """Entries from the local headers; returns how many headers it read."""
-    offset = count = 0
+    """Entries from the local headers, folders left out; returns how many it read.
+
+    Keys number the headers (folders too), as ``zip_entries`` numbers members.
+    """
+    offset = count = headers = 0
     while True:
         source.seek(offset)
         raw = source.read(LOCAL_HEADER.size)
@@ -139,8 +142,10 @@ def salvage_entries(source: BinaryIO, place: ZipPlace) -> Iterator[Entry]:
         if member.streamed and member.method != DEFLATED:
             return count  # its end cannot be found without the directory
 
-        yield _entry(member, name_raw, extra, f"s{count}")
-        count += 1
+        if not _is_folder(name_raw):
+            yield _entry(member, name_raw, extra, f"s{headers}")
+            count += 1
+        headers += 1
         if member.damaged:
             return count
         try:
@@ -148,6 +153,12 @@ def salvage_entries(source: BinaryIO, place: ZipPlace) -> Iterator[Entry]:
         except EntryRefused:
             return count
         offset = member.end
+
+
+def _is_folder(name_raw: bytes) -> bool:
+    """A folder's header, as ``zipfile`` tells one: its name ends in a slash (or a
+    backslash, which old Windows tools wrote). Local headers carry no attributes."""
+    return name_raw.endswith((b"/", b"\\"))
 
 
 def _entry(member: _Member, name_raw: bytes, extra: bytes, index: str) -> Entry:
