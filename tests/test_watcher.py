@@ -90,12 +90,8 @@ def test_a_file_written_slowly_is_taken_once_and_complete(stack: Stack, inbox: P
         ids = running.wait_for_claims(1)
         time.sleep(SETTLE * 3)
 
-    assert len(running.claimed) == 1
-    document = stack.wait(ids)[ids[0]]
-    assert document.status == "stored"
-    assert document.file_size == len(content)
+    document = assert_taken_once_and_whole(stack, running, ids, content, target)
     assert document.source == "watch" and document.original_name == "slow-scan.pdf"
-    assert not target.exists()
 
 
 # A scanner writing a multi-page document: it keeps the file open, writes the pages
@@ -130,12 +126,7 @@ def test_a_writer_pausing_with_the_file_open_is_waited_for(stack: Stack, inbox: 
         ids = running.wait_for_claims(1)
         time.sleep(SETTLE * 3)
 
-    assert len(running.claimed) == 1
-    document = stack.wait(ids)[ids[0]]
-    assert document.status == "stored"
-    assert document.file_size == len(content)
-    assert document.sha256 == hashlib.sha256(content).hexdigest()
-    assert not target.exists()
+    assert_taken_once_and_whole(stack, running, ids, content, target)
 
 
 APPENDING_WRITER = """
@@ -358,3 +349,15 @@ def test_polling_mode_finds_files_too(stack: Stack, inbox: Path) -> None:
         (inbox / "polled.pdf").write_bytes(unique_pdf_bytes())
         ids = running.wait_for_claims(1)
     assert stack.wait(ids)[ids[0]].status == "stored"
+
+
+def assert_taken_once_and_whole(stack: Stack, running: RunningWatcher, ids: list,
+                                content: bytes, target: Path) -> Document:
+    """One claim, and the document stored with every byte the writer wrote."""
+    assert len(running.claimed) == 1
+    document = stack.wait(ids)[ids[0]]
+    assert document.status == "stored"
+    assert document.file_size == len(content)
+    assert document.sha256 == hashlib.sha256(content).hexdigest()
+    assert not target.exists()
+    return document
