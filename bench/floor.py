@@ -1,19 +1,25 @@
 """Section ``floor``: the same files through the same steps in one process, and e2e ÷ floor.
 
-How the ratio is computed (PERFORMANCE.md gives the floor per process: 24 ms per
+Two ratios, side by side (PERFORMANCE.md gives the floor per process: 24 ms per
 200 KB PDF, i.e. ~42 files/s for one process):
 
 * ``W``: wall ms per file of the in-process pipeline (one file at a time).
 * ``C``: CPU ms per file that this takes on the whole box: the bench process plus
   the moto server plus the Postgres backend. Here ``C`` ≈ ``W``: one file at a
   time keeps about one core busy.
-* The parallelism actually available to 2 workers is
+* **end to end ÷ floor**, the issue's goal: the e2e rate (2 worker processes)
+  divided by the floor's rate, ``1000 / W`` files/s: "the same steps for the same
+  files called directly in one process with reused clients". PERFORMANCE.md's
+  reference figures are read the same way (one process beside Celery with 2
+  workers).
+* **end to end ÷ floor on 2 cores**, stricter, with no goal of its own: the floor's
+  rate times the parallelism the box could offer two such processes,
   ``p = min(workers, available_cores × W / C)``, where ``available_cores`` is 2
-  minus the CPU that processes outside the benchmark took during the e2e run
-  (other jobs on a shared machine).
-* The ideal end-to-end rate is ``p / W`` files/s, and the ratio is
-  ``e2e files/s ÷ (p / W)``. Orchestration (Celery, Redis, the sandbox's IPC,
-  leases, audit events) is what separates the two.
+  minus the CPU that processes outside the benchmark took during the e2e run. It
+  assumes two in-process pipelines would scale perfectly, even though they would
+  share the one moto process and Postgres; what separates e2e from it is
+  orchestration (Celery, Redis, the sandbox's IPC, leases, audit events) plus the
+  idle time of two sequential chains of work on two cores.
 """
 
 from __future__ import annotations
@@ -97,15 +103,25 @@ def _kind_results(ctx: Context, kind: str, label: str, runs: list[dict]) -> list
     e2e = ctx.find(f"e2e.{kind}.files_per_s")
     if e2e is None:
         return results
-    available = e2e.detail.get("available_cores", 2.0)
-    parallelism = min(WORKERS, available * wall / cpu_total) if cpu_total else WORKERS
-    ideal = parallelism * 1000 / wall
-    ratio = e2e.value / ideal
+    rate = 1000 / wall
+    ratio = e2e.value / rate
     results.append(Result(
         NAME, f"floor.{kind}.e2e_ratio", f"{label}: end to end ÷ floor", ratio, "×",
-        reference=ideal, reference_label=f"floor {1000 / wall:.1f} files/s × p {parallelism:.2f}",
+        reference=rate, reference_label=f"floor {rate:.1f} files/s, one process",
         goal=f"≥ {RATIO_GOAL}", met=ratio >= RATIO_GOAL,
-        note=f"e2e {e2e.value:.1f} files/s; p = min({WORKERS}, {available:.2f} cores × "
+        note=f"e2e {e2e.value:.1f} files/s with {WORKERS} worker processes ÷ the "
+             f"in-process floor's {rate:.1f} files/s (W {wall:.1f} ms per file)",
+    ))
+
+    available = e2e.detail.get("available_cores", 2.0)
+    parallelism = min(WORKERS, available * wall / cpu_total) if cpu_total else WORKERS
+    ideal = parallelism * rate
+    strict = e2e.value / ideal
+    results.append(Result(
+        NAME, f"floor.{kind}.e2e_ratio_cores", f"{label}: end to end ÷ floor on 2 cores",
+        strict, "×",
+        reference=ideal, reference_label=f"floor {rate:.1f} files/s × p {parallelism:.2f}",
+        note=f"stricter than the goal: p = min({WORKERS}, {available:.2f} cores × "
              f"W {wall:.1f} ms ÷ C {cpu_total:.1f} ms)",
         detail={"parallelism": parallelism, "ideal_files_per_s": ideal},
     ))
