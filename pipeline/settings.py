@@ -210,7 +210,8 @@ class Settings(BaseSettings):
         return self.task_time_limit_seconds + 60
 
 
-RECONCILE_REPAIRS = ("stuck", "deleted_but_present", "missing_object", "orphan_object")
+RECONCILE_REPAIRS = ("stuck", "deleted_but_present", "missing_object", "orphan_object",
+                     "unencrypted_object")
 CRONTAB_FIELDS = 5
 
 

@@ -6,6 +6,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from pipeline import documents
@@ -176,3 +177,36 @@ def test_objects_handed_to_a_duplicate_are_neither_left_over_nor_deleted(
     missing = [(f["kind"], f["document_id"], f["key"]) for f in lost
                if f["key"] == heir.s3_key]
     assert missing == [("missing_object", str(copy_id), heir.s3_key)]
+
+
+def test_unencrypted_object_is_encrypted_in_place_with_the_same_bytes(
+        stack: Stack, tmp_path: Path) -> None:
+    raw = RawBucket(stack.runtime.store)
+    if not raw.is_s3:
+        pytest.skip("the local store keeps no server-side encryption")
+    store = stack.runtime.store
+    document = stored_document(stack, tmp_path)
+    data = raw.read(document.s3_key)
+    as_stored = store.head(document.s3_key)
+    # What an older writer, or a bucket without default encryption, leaves behind.
+    raw.put(document.s3_key, data, encrypted=False, metadata=as_stored.metadata,
+            content_type=as_stored.content_type)
+    try:
+        assert store.head(document.s3_key).sse is None
+        repaired = findings(stack, run(stack, repairs=expand_repairs(["all"]),
+                                       **{**QUIET, "deep": True}))
+        after = store.head(document.s3_key, with_checksum=True)
+        bytes_after = raw.read(document.s3_key)
+        again = findings(stack, run(stack, **{**QUIET, "deep": True}))
+        events = stack.events(document.id)
+    finally:
+        delete_document(stack, document)
+
+    assert results_by_key(repaired)[document.s3_key] == ("unencrypted_object", "done")
+    assert after.sse == stack.settings.sse
+    assert (after.size, after.sha256) == (document.file_size, document.sha256)
+    assert after.metadata == as_stored.metadata
+    assert after.content_type == as_stored.content_type == "application/pdf"
+    assert bytes_after == data
+    assert [f for f in again if f["document_id"] == str(document.id)] == []
+    assert "object_reencrypted" in events

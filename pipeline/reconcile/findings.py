@@ -24,8 +24,9 @@ REPAIRS = {
     DELETED_BUT_PRESENT: "delete_object",
     MISSING_OBJECT: "mark_missing",
     ORPHAN_OBJECT: "delete_object",
+    UNENCRYPTED_OBJECT: "reencrypt",
 }
-SAFE_REPAIRS = (STUCK, DELETED_BUT_PRESENT, MISSING_OBJECT)
+SAFE_REPAIRS = (STUCK, DELETED_BUT_PRESENT, MISSING_OBJECT, UNENCRYPTED_OBJECT)
 
 ORIGINAL = "original"
 THUMBNAIL = "thumbnail"
@@ -80,5 +81,6 @@ ADVICE = {
     STUCK: "the document has waited too long for a worker: check that workers run; "
            "--repair stuck enqueues it again",
     UNENCRYPTED_OBJECT: "the object lacks the expected server-side encryption: "
-                        "copy it onto itself with the expected SSE settings",
+                        "--repair unencrypted_object copies it onto itself with the "
+                        "expected settings (same bytes, checked after the copy)",
 }

@@ -7,10 +7,12 @@
                          the status stays ``stored`` (the document was stored; its
                          object is what went), so the API shows the problem
     orphan_object        delete the object; only when the operator names this kind
+    unencrypted_object   copy the object onto itself with the expected server-side
+                         encryption; size and SHA-256 are checked after the copy
 
 No object that a live document names is ever deleted: the check runs again
 right before each delete. Each repair records what it did as a document event
-(``requeued``, ``object_deleted``, ``missing_object``).
+(``requeued``, ``object_deleted``, ``missing_object``, ``object_reencrypted``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pipeline.reconcile.findings import (
     MISSING_OBJECT,
     ORPHAN_OBJECT,
     STUCK,
+    UNENCRYPTED_OBJECT,
     Finding,
 )
 from pipeline.storage import ObjectStore
@@ -59,6 +62,7 @@ class Repairer:
             DELETED_BUT_PRESENT: self._delete_object,
             ORPHAN_OBJECT: self._delete_object,
             MISSING_OBJECT: self._mark_missing,
+            UNENCRYPTED_OBJECT: self._reencrypt,
         }
 
     def apply(self, finding: Finding) -> str | None:
@@ -71,7 +75,7 @@ class Repairer:
             return DRY_RUN
         try:
             return self._actions[finding.kind](finding)
-        except (IngestError, SQLAlchemyError, OSError) as error:
+        except (IngestError, SQLAlchemyError, OSError, KeyError) as error:
             log.warning("repair failed run_id=%d kind=%s document_id=%s s3_key=%s "
                         "error=%s", self._run_id, finding.kind, finding.document_id,
                         finding.key, error)
@@ -134,4 +138,20 @@ class Repairer:
             session.commit()
         log.info("repair marked missing run_id=%d document_id=%s s3_key=%s",
                  self._run_id, finding.document_id, finding.key)
+        return DONE
+
+    def _reencrypt(self, finding: Finding) -> str:
+        if not named_by_live_documents(self._sessions, [finding.key]):
+            # Deleted since (its own finding then says so): nothing to protect.
+            return SKIPPED
+        after = self._store.reencrypt(finding.key)
+        if finding.document_id is not None:
+            with self._sessions() as session:
+                documents.record_event(session, finding.document_id, "object_reencrypted",
+                                       self._actor, s3_key=finding.key, role=finding.role,
+                                       sse=after.sse, kms_key_id=after.kms_key_id,
+                                       run_id=self._run_id)
+                session.commit()
+        log.info("repair re-encrypted object run_id=%d document_id=%s s3_key=%s sse=%s",
+                 self._run_id, finding.document_id, finding.key, after.sse)
         return DONE

@@ -20,6 +20,7 @@ class ObjectInfo:
     sse: str | None = None  # "AES256", "aws:kms" or None when unencrypted
     kms_key_id: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a missing key is not an error."""
+
+    def reencrypt(self, key: str) -> ObjectInfo:
+        """Rewrite ``key`` in place with the store's server-side encryption.
+
+        The bytes, metadata and content type stay as they were; the store checks
+        size and SHA-256 afterwards. Raises KeyError when the object is gone.
+        """
 
     def iter_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object under ``prefix`` in key order (the bucket's byte order)."""

@@ -118,8 +118,13 @@ class LocalStore:
             key=key, size=stat.st_size,
             last_modified=datetime.fromtimestamp(stat.st_mtime, UTC),
             sha256=record.get("sha256"), sse=None,
-            metadata=record.get("metadata", {}),
+            metadata=record.get("metadata", {}), content_type=record.get("content_type"),
         )
+
+    def reencrypt(self, key: str) -> ObjectInfo:
+        # Nothing here is encrypted at rest (encrypts = False), so reconciliation
+        # never asks; an explicit error beats a silent "done".
+        raise NotImplementedError("the local object store keeps no server-side encryption")
 
     def delete(self, key: str) -> None:
         try:

@@ -157,7 +157,29 @@ class S3Store:
             sse=answer.get("ServerSideEncryption"),
             kms_key_id=answer.get("SSEKMSKeyId"),
             metadata=metadata,
+            content_type=answer.get("ContentType"),
         )
+
+    def reencrypt(self, key: str) -> ObjectInfo:
+        before = self.head(key, with_checksum=True)
+        if before is None:
+            raise KeyError(key)
+        # A copy onto itself is the only way S3 changes an object's encryption. The
+        # managed copy switches to a multipart copy past the threshold (a single
+        # CopyObject stops at 5 GB), which does not carry metadata over by itself,
+        # so metadata and content type are given explicitly, unchanged.
+        extra = {
+            "MetadataDirective": "REPLACE", "Metadata": before.metadata,
+            "ContentType": before.content_type or "application/octet-stream",
+            "ChecksumAlgorithm": "SHA256", **self._encryption_args(),
+        }
+        with _translate_errors("re-encrypt", key):
+            self._client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, key,
+                              ExtraArgs=extra, Config=self._transfer)
+        after = self.head(key, with_checksum=True)
+        if after is None or after.size != before.size or after.sha256 != before.sha256:
+            raise TransientError(f"bucket object {key} changed while it was re-encrypted")
+        return after
 
     def delete(self, key: str) -> None:
         with _translate_errors("delete", key):

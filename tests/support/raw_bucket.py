@@ -20,8 +20,10 @@ class RawBucket:
         return self.client is not None
 
     def put(self, key: str, data: bytes, *, encrypted: bool = True,
-            checksum: bool = True) -> None:
-        """Write ``key`` directly: no metadata, optionally without SSE or checksum."""
+            checksum: bool = True, metadata: dict[str, str] | None = None,
+            content_type: str | None = None) -> None:
+        """Write ``key`` directly: no metadata unless given, optionally without SSE
+        or checksum (as an older writer or someone at the console would)."""
         if self.client is None:
             path = self.root / key
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +34,10 @@ class RawBucket:
             extra["ServerSideEncryption"] = "AES256"
         if checksum:
             extra["ChecksumAlgorithm"] = "SHA256"
+        if metadata is not None:
+            extra["Metadata"] = metadata
+        if content_type is not None:
+            extra["ContentType"] = content_type
         self.client.put_object(Bucket=self.store.bucket, Key=key, Body=data, **extra)
 
     def delete(self, key: str) -> None:
