@@ -50,13 +50,14 @@ def _register() -> None:
         documents_cmd,
         migrate_cmd,
         reconcile_cmd,
+        retry_cmd,
         run_cmd,
         serve_cmd,
         up_cmd,
     )
 
     for module in (run_cmd, documents_cmd, serve_cmd, up_cmd, migrate_cmd,
-                   reconcile_cmd):
+                   reconcile_cmd, retry_cmd):
         for command in module.COMMANDS:
             main.add_command(command)
 

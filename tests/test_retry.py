@@ -1,0 +1,93 @@
+"""An operator sends quarantined documents through again: same ids, stored this time.
+
+The failures are real: the worker runs with a 1 KB file limit, so PDFs end
+``failed`` (``too_large``) in quarantine; the operator then raises the limit
+(restarts the worker without it) and runs ``sluice retry``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.reconcile_helpers import unique_pdf
+from tests.support.stack import Stack
+
+LIMIT = {"SLUICE_MAX_FILE_SIZE": "1024"}
+
+
+def sluice(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=stack.env,
+                          cwd=stack.root, capture_output=True, text=True, timeout=180)
+
+
+def restart_worker(stack: Stack, env: dict[str, str]) -> None:
+    if all(stack.extra_env.get(name) == env.get(name) for name in LIMIT):
+        return
+    stack.stop_worker()
+    for name in LIMIT:
+        stack.extra_env.pop(name, None)
+    stack.extra_env.update(env)
+    stack.start_worker()
+
+
+@pytest.fixture
+def refusing_worker(stack: Stack) -> Iterator[Stack]:
+    restart_worker(stack, LIMIT)
+    yield stack
+    restart_worker(stack, {})
+
+
+def quarantined(stack: Stack, document_id: uuid.UUID) -> list[Path]:
+    return sorted(stack.settings.quarantine.glob(f"{document_id}-*"))
+
+
+def test_refused_documents_are_stored_under_their_own_ids_once_retried(
+        refusing_worker: Stack, tmp_path: Path) -> None:
+    stack = refusing_worker
+    small = tmp_path / "note.txt"
+    small.write_text(f"short enough {uuid.uuid4()}\n")
+    stored = stack.ingest(small)
+    refused = [stack.ingest(unique_pdf(tmp_path)) for _ in range(4)]
+    final = stack.wait([stored, *refused])
+    assert final[stored].status == "stored"
+    assert {final[i].error_code for i in refused} == {"too_large"}
+    assert all(len(quarantined(stack, i)) == 2 for i in refused), "file and .error.json"
+    alone, first, second, emptied = refused
+    content = quarantined(stack, alone)[0].read_bytes()
+    for path in quarantined(stack, emptied):
+        path.unlink()  # an operator cleaned up by hand
+    restart_worker(stack, {})
+
+    one = sluice(stack, "retry", str(alone), "--wait", "--json")
+    by_code = sluice(stack, "retry", "--code", "too_large")
+    stack.wait([first, second])
+    others = sluice(stack, "retry", str(stored), str(uuid.uuid4()))
+
+    assert one.returncode == 0, one.stderr
+    answer = json.loads(one.stdout.strip())
+    assert (answer["id"], answer["status"], answer["error"]) == (str(alone), "stored", None)
+    document = stack.document(alone)
+    assert document.file_size == len(content) and document.thumbnail_key
+    assert quarantined(stack, alone) == [], "quarantine emptied"
+    events = stack.events(alone)
+    assert events.index("failed") < events.index("retried") < events.index("stored")
+    assert stack.object_keys(f"{stack.settings.storage.prefix}documents/{alone}") \
+        == [document.s3_key]
+
+    assert by_code.returncode == 3, "one of them had no file left to retry"
+    lines = {line.split()[0]: line.split()[1] for line in by_code.stdout.splitlines()}
+    assert lines == {str(first): "queued", str(second): "queued", str(emptied): "no_file"}
+    final = stack.documents([first, second, emptied])
+    assert [final[i].status for i in (first, second, emptied)] == ["stored", "stored", "failed"]
+    assert final[emptied].error_code == "too_large"
+
+    assert others.returncode == 3
+    assert [line.split()[1] for line in others.stdout.splitlines()] == ["not_failed", "unknown"]
+    assert stack.document(stored).status == "stored"
