@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.reconcile_helpers import unique_pdf
+from tests.support.api_server import serve
 from tests.support.stack import Stack
 
 LIMIT = {"SLUICE_MAX_FILE_SIZE": "1024"}
@@ -54,21 +55,37 @@ def test_refused_documents_are_stored_under_their_own_ids_once_retried(
     small = tmp_path / "note.txt"
     small.write_text(f"short enough {uuid.uuid4()}\n")
     stored = stack.ingest(small)
-    refused = [stack.ingest(unique_pdf(tmp_path)) for _ in range(4)]
+    refused = [stack.ingest(unique_pdf(tmp_path)) for _ in range(5)]
     final = stack.wait([stored, *refused])
     assert final[stored].status == "stored"
     assert {final[i].error_code for i in refused} == {"too_large"}
     assert all(len(quarantined(stack, i)) == 2 for i in refused), "file and .error.json"
-    alone, first, second, emptied = refused
+    alone, first, second, emptied, by_api = refused
     content = quarantined(stack, alone)[0].read_bytes()
     for path in quarantined(stack, emptied):
         path.unlink()  # an operator cleaned up by hand
     restart_worker(stack, {})
 
     one = sluice(stack, "retry", str(alone), "--wait", "--json")
-    by_code = sluice(stack, "retry", "--code", "too_large")
-    stack.wait([first, second])
-    others = sluice(stack, "retry", str(stored), str(uuid.uuid4()))
+    api = serve(stack)
+    try:
+        asked = api.client.post(f"/api/documents/{by_api}/retry/")
+        through_api = api.wait_final(str(by_api))
+        by_code = sluice(stack, "retry", "--code", "too_large")
+        stack.wait([first, second])
+        others = sluice(stack, "retry", str(stored), str(uuid.uuid4()))
+        not_failed = api.client.post(f"/api/documents/{stored}/retry/")
+        no_file = api.client.post(f"/api/documents/{emptied}/retry/")
+        unknown = api.client.post(f"/api/documents/{uuid.uuid4()}/retry/")
+    finally:
+        api.stop()
+
+    assert asked.status_code == 202, asked.text
+    assert (asked.json()["id"], asked.json()["status"]) == (str(by_api), "received")
+    assert (through_api["status"], through_api["error"]) == ("stored", None)
+    assert (not_failed.status_code, not_failed.json()["error"]["code"]) == (409, "not_failed")
+    assert (no_file.status_code, no_file.json()["error"]["code"]) == (409, "nothing_to_retry")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
 
     assert one.returncode == 0, one.stderr
     answer = json.loads(one.stdout.strip())

@@ -29,6 +29,7 @@ from pipeline import documents, keys, search
 from pipeline.db.models import Document, DocumentText
 from pipeline.documents import Actor
 from pipeline.removal import StillProcessing, soft_delete
+from pipeline.retry import NO_FILE, NOT_FAILED, UNKNOWN, retry
 from pipeline.serialize import document_dict
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,26 @@ def delete_document(document_id: DocumentId, caller: CallerDep,
     for key in removal.object_keys:
         services.runtime.store.delete(key)
     return Response(status_code=204)
+
+
+@router.post("/{document_id}/retry/", status_code=202, response_model=DocumentOut,
+             responses=error_responses(401, 404, 409, 422, 503))
+def retry_document(document_id: DocumentId, services: ServicesDep) -> dict[str, Any]:
+    """Process a failed document again from its quarantined file, under the same id.
+
+    For a refusal whose reason has gone away (a limit raised, a type allowed, a
+    reader that timed out on a busy machine); poll the document as after an upload.
+    """
+    (outcome,) = retry(services.runtime, [document_id], Actor.here(), services.enqueue)
+    if outcome.outcome == UNKNOWN:
+        raise ApiError(404, "not_found", f"no document {document_id}")
+    if outcome.outcome == NOT_FAILED:
+        raise ApiError(409, "not_failed", f"only a failed document can be retried; "
+                                          f"{outcome.detail}")
+    if outcome.outcome == NO_FILE:
+        raise ApiError(409, "nothing_to_retry", f"the document has {outcome.detail}")
+    with services.runtime.session() as session:
+        return document_dict(_load(session, document_id))
 
 
 def _load(session: Session, document_id: uuid.UUID) -> Document:
