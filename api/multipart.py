@@ -6,17 +6,23 @@ hands each piece of a file part to a spool ``IncomingFile``, which hashes and
 writes it once. Form fields are small and kept in memory, within limits.
 
 The parser's callbacks run inside ``parser.write``, on the event loop; they only
-collect bytes. The disk writes happen after each write, batched to about
-``FLUSH_BYTES`` and run in a worker thread, so the event loop never waits for
-the disk and memory stays at a few MB per upload whatever the file's size.
+collect views of the received chunks, never copies. Batches of about
+``FLUSH_BYTES`` go to the request's own writer thread, which hashes and writes
+them while the event loop goes on parsing. The writer may fall at most
+``BATCHES_IN_FLIGHT`` batches behind; then the event loop waits for it. So the
+event loop never waits for the disk while the disk keeps up, and memory stays
+at a few MB per upload whatever the file's size.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 from python_multipart.exceptions import FormParserError
@@ -29,6 +35,10 @@ from pipeline.spool import IncomingFile
 log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 1024 * 1024
+# Batches handed to the writer and not yet written: with FLUSH_BYTES, the memory
+# an upload may hold (about 5 MB, beside the spool's 4 MB staging buffer for a
+# large file) and how far the disk may lag behind the network.
+BATCHES_IN_FLIGHT = 4
 MAX_FILES = 100
 MAX_FIELDS = 100
 MAX_FIELD_BYTES = 64 * 1024
@@ -59,17 +69,22 @@ class UploadStalled(Exception):
 class FilePart:
     filename: str
     incoming: IncomingFile | None = None
-    pending: bytearray = field(default_factory=bytearray)
+    # Views of received chunks, not yet handed to the writer.
+    pending: list[memoryview] = field(default_factory=list)
+    pending_bytes: int = 0
+    handed_over: bool = False
     ended: bool = False
 
-    def flush(self, open_incoming: Callable[[], IncomingFile]) -> None:
-        """Write what is pending (in a worker thread); opens the spool file on first use."""
+    def take_pending(self) -> list[memoryview]:
+        batch, self.pending, self.pending_bytes = self.pending, [], 0
+        return batch
+
+    def write(self, batch: list[memoryview], open_incoming: Callable[[], IncomingFile]) -> None:
+        """Write a batch (on the writer thread); opens the spool file on first use."""
         if self.incoming is None:
             self.incoming = open_incoming()
-        if self.pending:
-            data = bytes(self.pending)
-            self.pending.clear()
-            self.incoming.write(data)
+        if batch:
+            self.incoming.writelines(batch)
 
 
 @dataclass
@@ -86,6 +101,60 @@ class UploadForm:
         for part in self.files:
             if part.incoming is not None:
                 part.incoming.abort()
+
+
+class SpoolWriter:
+    """Runs one request's spool writes in order, on a thread of its own.
+
+    ``submit`` returns as soon as the batch is queued, so hashing and writing
+    overlap with receiving and parsing; it waits only while BATCHES_IN_FLIGHT
+    batches are queued. The first error stops the writer; ``submit`` and
+    ``close`` raise it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(BATCHES_IN_FLIGHT)
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="upload-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, job: Callable[[], None]) -> None:
+        self._raise_error()
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            await anyio.to_thread.run_sync(self._jobs.put, job)
+
+    async def close(self) -> None:
+        """Wait until every batch is written; raise the writer's error, if any."""
+        await anyio.to_thread.run_sync(self._stop)
+        self._raise_error()
+
+    def cancel(self) -> None:
+        """Drop the batches not yet written and wait for the thread to end (blocking)."""
+        self._cancelled = True
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        # After an error or a cancel, jobs are still taken (so that nobody waits
+        # on a full queue) but not run.
+        while (job := self._jobs.get()) is not None:
+            if self._error is not None or self._cancelled:
+                continue
+            try:
+                job()
+            except BaseException as error:  # noqa: BLE001 - raised again on the event loop
+                self._error = error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -114,6 +183,7 @@ class MultipartReader:
         self._field_value = bytearray()
         self._file: FilePart | None = None
         self._finished = False
+        self._writer: SpoolWriter | None = None
         self._parser = MultipartParser(boundary, {
             "on_part_begin": self._on_part_begin,
             "on_header_field": self._on_header_field,
@@ -127,12 +197,21 @@ class MultipartReader:
 
     async def read(self, stream: AsyncIterator[bytes]) -> UploadForm:
         """Consume the body; on any error every spooled file is removed, then it re-raises."""
+        self._writer = SpoolWriter()
         try:
             await self._consume(stream)
+            await self._writer.close()
         except BaseException:
-            await anyio.to_thread.run_sync(self._form.abort)
+            # Shielded: a cancelled request must still leave nothing behind.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._discard)
             raise
         return self._form
+
+    def _discard(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        self._form.abort()
 
     async def _consume(self, stream: AsyncIterator[bytes]) -> None:
         received = 0
@@ -141,6 +220,8 @@ class MultipartReader:
                 chunk = await anext(stream, None)
             if chunk is None:
                 break
+            # The parts keep views of the chunk: it must not change afterwards.
+            chunk = bytes(chunk) if not isinstance(chunk, bytes) else chunk
             received += len(chunk)
             if received > self._max_body_bytes:
                 raise TooLarge(f"the request is larger than {self._max_body_bytes} bytes")
@@ -157,12 +238,16 @@ class MultipartReader:
 
     async def _write_pending(self, final: bool) -> None:
         for part in self._form.files:
-            # A new part's spool file is opened at once, so that its first bytes
-            # are on disk while the rest arrives.
-            opening = part.incoming is None
-            full = len(part.pending) >= FLUSH_BYTES
-            if opening or full or ((part.ended or final) and part.pending):
-                await anyio.to_thread.run_sync(part.flush, self._new_incoming)
+            if not part.handed_over:
+                # A new part's spool file is opened at once, while the rest arrives;
+                # its first batch waits to be full, so that the spool can tell a
+                # large file from a small one.
+                part.handed_over = True
+                await self._writer.submit(partial(part.write, [], self._new_incoming))
+            full = part.pending_bytes >= FLUSH_BYTES
+            if full or ((part.ended or final) and part.pending):
+                batch = part.take_pending()
+                await self._writer.submit(partial(part.write, batch, self._new_incoming))
 
     def _new_incoming(self) -> IncomingFile:
         return self._open_incoming(uuid.uuid4())
@@ -207,7 +292,9 @@ class MultipartReader:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._file is not None:
-            self._file.pending += data[start:end]
+            if end > start:
+                self._file.pending.append(memoryview(data)[start:end])
+                self._file.pending_bytes += end - start
             return
         self._field_value += data[start:end]
         if len(self._field_value) > MAX_FIELD_BYTES:

@@ -21,17 +21,24 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
+from pipeline.directio import StagedWriter
 from pipeline.errors import TooLarge, TransientError
 
 log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+# The most buffers one writev takes (Linux and the BSDs: 1024).
+_IOV_MAX = 1024
+# A stream whose first piece is this large goes through a StagedWriter: hashed
+# while it is written, past the page cache where possible (pipeline.directio).
+LARGE_STREAM_BYTES = 1024 * 1024
 
 
 class ClaimLost(Exception):
@@ -68,28 +75,49 @@ class IncomingFile:
         self._max_size = max_size
         self._digest = hashlib.sha256()
         with _full_spool_is_transient(root):
-            self._out: BinaryIO | None = self.path.open("xb")
+            # A bare descriptor: the pieces are large, a buffer would only copy them.
+            self._fd: int | None = os.open(self.path, _CREATE_FLAGS, 0o666)
+        self._staged: StagedWriter | None = None
         self._spooled: SpooledFile | None = None
         self._committed = False
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Append ``chunk``; raise TooLarge past the limit (the caller aborts)."""
-        self.size += len(chunk)
+        self.writelines((chunk,))
+
+    def writelines(self, chunks: Sequence[bytes | memoryview]) -> None:
+        """Append the chunks in order; raise TooLarge past the limit (the caller aborts).
+
+        Takes bytes or memoryviews of them, so that a caller can pass slices of
+        what it received without copying them first. A large file may keep its
+        last few MB staged until ``finish``.
+        """
+        batch_bytes = sum(len(chunk) for chunk in chunks)
+        self.size += batch_bytes
         if self.size > self._max_size:
             raise TooLarge(f"larger than the limit of {self._max_size} bytes")
-        self._digest.update(chunk)
+        if self.size == batch_bytes >= LARGE_STREAM_BYTES:
+            # A first piece this large announces a large file (pipeline.directio).
+            self._staged = StagedWriter(self._fd, self._digest)
         with _full_spool_is_transient(self._final.parent):
-            self._out.write(chunk)
+            if self._staged is not None:
+                self._staged.write(chunks)
+                return
+            for chunk in chunks:
+                self._digest.update(chunk)
+            _write_all(self._fd, chunks)
 
     def finish(self) -> SpooledFile:
         """Make the bytes durable and report size and hash; the file is not in place yet."""
         if self._spooled is None:
             with _full_spool_is_transient(self._final.parent):
-                self._out.flush()
-                os.fsync(self._out.fileno())
-            self._out.close()
-            self._out = None
+                if self._staged is not None:
+                    self._staged.finish()
+                    self._staged = None
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
             self._spooled = SpooledFile(self.ref, self.size, self._digest.hexdigest())
         return self._spooled
 
@@ -102,13 +130,28 @@ class IncomingFile:
 
     def abort(self) -> None:
         """Leave nothing behind: neither the partial file nor a committed one."""
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        if self._staged is not None:
+            self._staged.close()
+            self._staged = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self.path.unlink(missing_ok=True)
         if self._committed:
             self._final.unlink(missing_ok=True)
             self._committed = False
+
+
+def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
+    # writev may write less than asked (a signal, a full disk on the way): go on
+    # from where it stopped until every byte is written or it raises.
+    pending = [memoryview(chunk).cast("B") for chunk in chunks]
+    while pending:
+        written = os.writev(fd, pending[:_IOV_MAX])
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if written:
+            pending[0] = pending[0][written:]
 
 
 @contextmanager
