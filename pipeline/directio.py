@@ -31,7 +31,18 @@ STAGING_BYTES = 4 * 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 # Each staged piece is hashed on one of these threads while it is written:
 # hashlib and os.write both release the GIL, so a piece costs the slower of the two.
-_HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spool-hash")
+_HASHING: ThreadPoolExecutor | None = None
+_HASHING_PID = 0
+
+
+def _hashing_pool() -> ThreadPoolExecutor:
+    """This process's pool, made on first use. A pool inherited across fork() has no
+    threads but believes it has idle ones, and would never run what it is given."""
+    global _HASHING, _HASHING_PID
+    if _HASHING is None or _HASHING_PID != os.getpid():
+        _HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="spool-hash")
+        _HASHING_PID = os.getpid()
+    return _HASHING
 
 
 class StagedWriter:
@@ -80,7 +91,7 @@ class StagedWriter:
         self._buffer.close()
 
     def _write_out(self, data: memoryview) -> None:
-        hashing = _HASHING.submit(self._digest.update, data)
+        hashing = _hashing_pool().submit(self._digest.update, data)
         try:
             self._write_all(data)
         finally:
