@@ -109,11 +109,16 @@ def serve(read_fd: int, write_fd: int) -> None:
             write_message(write_fd, {"error": ("corrupt", f"{type(error).__name__}: {error}")})
 
 
-def main() -> None:
-    read_fd, write_fd, megabytes = (int(arg) for arg in sys.argv[1:4])
+def prepare_process(megabytes: int) -> None:
+    """Set up this process as a reader: readers imported, allocator tuned, memory capped."""
     _prepare_readers()
     keep_freed_memory()
     _limit_memory(megabytes)
+
+
+def main() -> None:
+    read_fd, write_fd, megabytes = (int(arg) for arg in sys.argv[1:4])
+    prepare_process(megabytes)
     # Libraries that print must not corrupt the protocol: stdout goes to stderr.
     os.dup2(2, 1)
     serve(read_fd, write_fd)
