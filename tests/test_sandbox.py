@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,11 @@ def test_a_declared_gigapixel_canvas_is_refused_without_decoding() -> None:
             sandbox.read(CORPUS / "hostile" / "png_bomb_100000x100000.png", "image/png", None, 400)
     finally:
         sandbox.stop()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_reader_process_can_keep_freed_memory_for_the_next_page() -> None:
+    # In a child of its own: the setting lasts for the whole process.
+    check = ("from pipeline.extract.server import keep_freed_memory; "
+             "raise SystemExit(0 if keep_freed_memory() else 1)")
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0
