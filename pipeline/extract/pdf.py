@@ -169,7 +169,12 @@ def _all_text(textpage: pdfium_c.FPDF_TEXTPAGE) -> str:
     text_end = pdfium_c.FPDFText_GetTextIndexFromCharIndex(textpage, end)
     buffer = (ctypes.c_ushort * (text_end + 2 - text_start))()  # + NUL
     written = pdfium_c.FPDFText_GetText(textpage, start, end + 1 - start, buffer)
-    return codecs.decode(memoryview(buffer)[:written - 1], "utf-16-le", "ignore")
+    if written <= 1:
+        # Nothing but the NUL, or a failure (0): a slice to written - 1 would then
+        # take the whole, unwritten buffer.
+        return ""
+    units = min(written - 1, len(buffer))
+    return codecs.decode(memoryview(buffer)[:units], "utf-16-le", "ignore")
 
 
 def render_first_page(page: pdfium.PdfPage, max_px: int) -> bytes:
