@@ -36,8 +36,10 @@ def run(ctx: Context) -> list[Result]:
         note=f"curl -F from the page cache, first byte to the 202 ({found['status']}), "
              f"{found['upload_seconds']:.2f} s, of it CPU: API {found['api_cpu_seconds']:.2f} s, "
              f"curl {found['curl_cpu_seconds']:.2f} s; cp {found['cp_seconds']:.2f} s, "
-             f"cp + sync {found['cp_sync_mb_per_s']:.0f} MB/s (the upload syncs its spool file "
-             f"before answering); median of {runs}",
+             f"cp + sync {found['cp_sync_mb_per_s']:.0f} MB/s, of which the upload is "
+             f"{found['upload_mb_per_s'] / found['cp_sync_mb_per_s']:.2f} × (the upload syncs "
+             f"its spool file before answering; cp alone neither syncs nor hashes); "
+             f"median of {runs}",
         detail=found,
     )
     growth = Result(
