@@ -41,11 +41,12 @@ def retry_cmd(obj: CommandContext, document_ids: tuple[uuid.UUID, ...], code: st
 
     outcomes = list(retry(obj.runtime, dict.fromkeys(ids), Actor.here(), enqueue))
     for outcome in outcomes:
-        if as_json and not wait:
+        if not as_json:
+            click.echo(f"{outcome.document_id}  {outcome.outcome:<10} {outcome.detail}")
+        elif outcome.outcome != QUEUED or not wait:
+            # With --wait, a queued document is printed once it is final, below.
             click.echo(json.dumps({"id": str(outcome.document_id),
                                    "retry": outcome.outcome, "detail": outcome.detail}))
-        elif not as_json:
-            click.echo(f"{outcome.document_id}  {outcome.outcome:<10} {outcome.detail}")
     if not outcomes:
         click.echo(f"sluice: no failed documents with code {code}", err=True)
 
@@ -53,11 +54,12 @@ def retry_cmd(obj: CommandContext, document_ids: tuple[uuid.UUID, ...], code: st
     final = _wait_for(obj, queued, timeout) if wait else _load(obj, queued)
     if wait:
         _report(final, as_json)
-    refused = len(queued) < len(outcomes)
-    if refused or any(document.status == "failed" for document in final):
-        raise SystemExit(EXIT_REJECTED)
-    if wait and any(document.status not in FINAL_STATUSES for document in final):
+    pending = wait and any(document.status not in FINAL_STATUSES for document in final)
+    if pending:
         click.echo("sluice: gave up waiting; some documents are still in progress", err=True)
+    if len(queued) < len(outcomes) or any(d.status == "failed" for d in final):
+        raise SystemExit(EXIT_REJECTED)
+    if pending:
         raise SystemExit(1)
 
 

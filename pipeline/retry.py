@@ -7,23 +7,34 @@ back into the spool, the row goes from ``failed`` back to ``received`` with a
 id, so a client polling it sees it end ``stored`` (or ``failed`` again, quarantined
 again with the new reason).
 
-The order keeps the file safe at every step: it enters the spool first (a rename
-on one filesystem, else a copy made durable), then the row changes, and only then
-do the quarantined copy and its ``.error.json`` go. A row that can no longer
-change (someone else retried or deleted it) puts the file back. A retry cut short
-after the file entered the spool is finished by running it again: the spooled
-copy is found and used.
+One retry of a document runs at a time, across processes and hosts: it first
+takes the row's lease (a failed row has none), and only the holder touches the
+files. The order keeps the file safe at every step: it enters the spool first (a
+rename on one filesystem, else a copy made durable), then the row is reopened,
+and only then do the quarantined copy and its ``.error.json`` go. A row that can
+no longer be reopened (deleted meanwhile) gets its file back. A retry cut short
+after the file entered the spool is finished by running it again once its lease
+has run out: the spooled copy is found and used.
+
+Only a regular file is taken from quarantine: a link put in its place would hand
+the pipeline whatever it points at. A file whose content differs from the one
+that failed (an operator repaired it, say) is taken, and the ``retried`` event
+says so (``content_changed``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline import documents
@@ -31,19 +42,30 @@ from pipeline.db.models import Document, DocumentEvent, utcnow
 from pipeline.documents import Actor
 from pipeline.quarantine import SIDECAR_SUFFIX, quarantine_name
 from pipeline.runtime import Runtime
-from pipeline.spool import SpoolMisplaced
+from pipeline.spool import ClaimLost, SpoolMisplaced
 
 log = logging.getLogger(__name__)
 
-QUEUED, NOT_FAILED, NO_FILE, UNKNOWN = "queued", "not_failed", "no_file", "unknown"
+QUEUED, NOT_FAILED, NO_FILE, UNKNOWN, BUSY = (
+    "queued", "not_failed", "no_file", "unknown", "busy")
 COPY_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class RetryOutcome:
     document_id: uuid.UUID
-    outcome: str  # QUEUED, NOT_FAILED, NO_FILE or UNKNOWN
+    outcome: str  # QUEUED, NOT_FAILED, NO_FILE, UNKNOWN or BUSY
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What the retry needs to know of the failed row, read before the lease."""
+
+    document_id: uuid.UUID
+    code: str | None
+    sha256: str | None
+    kept: Path | None  # the quarantined file, if a regular file is there
 
 
 def failed_with_code(runtime: Runtime, code: str) -> list[uuid.UUID]:
@@ -67,6 +89,20 @@ def retry(runtime: Runtime, document_ids: Iterable[uuid.UUID], actor: Actor,
 
 
 def _retry_one(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> RetryOutcome:
+    failed = _read_failed(runtime, document_id)
+    if isinstance(failed, RetryOutcome):
+        return failed
+
+    holder = f"retry:{actor.lease_owner}:{uuid.uuid4().hex[:8]}"
+    if not _take_lease(runtime, document_id, holder):
+        return RetryOutcome(document_id, BUSY, "another retry of it is under way")
+    try:
+        return _retry_held(runtime, failed, actor, holder)
+    finally:
+        _release_lease(runtime, document_id, holder)
+
+
+def _read_failed(runtime: Runtime, document_id: uuid.UUID) -> _Failed | RetryOutcome:
     with runtime.session() as session:
         document = documents.get(session, document_id)
         if document is None:
@@ -74,23 +110,58 @@ def _retry_one(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> RetryO
         if document.status != "failed" or not document.is_active:
             state = document.status if document.is_active else "deleted"
             return RetryOutcome(document_id, NOT_FAILED, f"it is {state}")
-        kept = _quarantined_copy(session, runtime, document)
-        code = document.error_code
+        return _Failed(document_id, document.error_code, document.sha256,
+                       _quarantined_copy(session, runtime, document))
 
-    ref = str(document_id)
-    already_spooled = runtime.spool.exists(ref)  # an earlier retry cut short
+
+def _retry_held(runtime: Runtime, failed: _Failed, actor: Actor, holder: str) -> RetryOutcome:
+    document_id, kept, ref = failed.document_id, failed.kept, str(failed.document_id)
+    # A copy already in the spool is what a retry cut short left there; with the
+    # lease held, no other retry can be using it.
+    already_spooled = runtime.spool.exists(ref)
     if kept is None and not already_spooled:
         return RetryOutcome(document_id, NO_FILE,
-                            "no quarantined file (it was never spooled, or was moved)")
+                            "no quarantined file (it was never spooled, was moved, or is "
+                            "not a regular file)")
 
-    moved = False if already_spooled else _into_spool(runtime, kept, document_id)
-    if not _reopen(runtime, document_id, actor, code, kept):
+    changed = bool(kept and failed.sha256 and _sha256_of(kept) != failed.sha256)
+    try:
+        moved = False if already_spooled else _into_spool(runtime, kept, document_id)
+    except (ClaimLost, FileNotFoundError):
+        return RetryOutcome(document_id, NO_FILE, "the quarantined file went away")
+    if not _reopen(runtime, failed, actor, holder, changed):
         _undo(runtime, ref, kept, moved)
         return RetryOutcome(document_id, NOT_FAILED, "it changed while it was retried")
 
     _clear_quarantine(kept, moved)
-    log.info("retried document_id=%s previous_code=%s from=%s", document_id, code, kept)
-    return RetryOutcome(document_id, QUEUED, f"was {code}")
+    log.info("retried document_id=%s previous_code=%s from=%s content_changed=%s",
+             document_id, failed.code, kept, changed)
+    note = "; its quarantined file had been changed" if changed else ""
+    return RetryOutcome(document_id, QUEUED, f"was {failed.code}{note}")
+
+
+def _take_lease(runtime: Runtime, document_id: uuid.UUID, holder: str) -> bool:
+    now = utcnow()
+    with runtime.session() as session:
+        taken = session.execute(
+            update(Document)
+            .where(Document.id == document_id, Document.status == "failed",
+                   Document.is_active.is_(True),
+                   or_(Document.lease_owner.is_(None), Document.lease_until < now))
+            .values(lease_owner=holder,
+                    lease_until=now + timedelta(seconds=runtime.settings.lease_seconds))
+        ).rowcount
+        session.commit()
+    return taken == 1
+
+
+def _release_lease(runtime: Runtime, document_id: uuid.UUID, holder: str) -> None:
+    # Nothing to do once the row was reopened: reopening clears the lease.
+    with runtime.session() as session:
+        session.execute(update(Document)
+                        .where(Document.id == document_id, Document.lease_owner == holder)
+                        .values(lease_owner=None, lease_until=None))
+        session.commit()
 
 
 def _quarantined_copy(session: Session, runtime: Runtime, document: Document) -> Path | None:
@@ -103,7 +174,22 @@ def _quarantined_copy(session: Session, runtime: Runtime, document: Document) ->
     if recorded and recorded.get("quarantined_as"):
         candidates.append(Path(recorded["quarantined_as"]))
     candidates.append(runtime.settings.quarantine / quarantine_name(document))
-    return next((path for path in candidates if path.is_file()), None)
+    return next((path for path in candidates if _is_regular_file(path)), None)
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(COPY_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _into_spool(runtime: Runtime, kept: Path, document_id: uuid.UUID) -> bool:
@@ -112,34 +198,39 @@ def _into_spool(runtime: Runtime, kept: Path, document_id: uuid.UUID) -> bool:
         runtime.spool.claim(kept, document_id)
         return True
     except SpoolMisplaced:
-        # Quarantine on another filesystem: copy, made durable by the spool.
+        # Quarantine on another filesystem: copy, made durable by the spool. A part
+        # left by a retry cut short is ours to replace (the lease is held).
+        runtime.spool.discard_incoming(document_id)
         with kept.open("rb") as source:
             runtime.spool.receive(document_id,
                                   iter(lambda: source.read(COPY_CHUNK_BYTES), b""),
-                                  max_size=kept.stat().st_size)
+                                  max_size=max(1, os.fstat(source.fileno()).st_size))
         return False
 
 
-def _reopen(runtime: Runtime, document_id: uuid.UUID, actor: Actor, code: str | None,
-            kept: Path | None) -> bool:
+def _reopen(runtime: Runtime, failed: _Failed, actor: Actor, holder: str,
+            changed: bool) -> bool:
     with runtime.session() as session:
-        changed = session.execute(
+        reopened = session.execute(
             update(Document)
-            .where(Document.id == document_id, Document.status == "failed",
-                   Document.is_active.is_(True))
-            .values(status="received", spool_ref=str(document_id), error_code=None,
+            .where(Document.id == failed.document_id, Document.status == "failed",
+                   Document.is_active.is_(True), Document.lease_owner == holder)
+            .values(status="received", spool_ref=str(failed.document_id), error_code=None,
                     error_message=None, lease_owner=None, lease_until=None,
                     updated_at=utcnow())).rowcount
-        if changed != 1:
+        if reopened != 1:
             session.rollback()
             return False
-        documents.record_event(session, document_id, "retried", actor,
-                               previous_code=code, quarantined_as=str(kept) if kept else None)
+        documents.record_event(session, failed.document_id, "retried", actor,
+                               previous_code=failed.code,
+                               quarantined_as=str(failed.kept) if failed.kept else None,
+                               content_changed=changed)
         session.commit()
     return True
 
 
 def _undo(runtime: Runtime, ref: str, kept: Path | None, moved: bool) -> None:
+    """Give the file back to quarantine after a reopen that did not happen."""
     if moved and kept is not None:
         if runtime.spool.unclaim(ref, kept):
             return

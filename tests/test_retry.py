@@ -108,3 +108,74 @@ def test_refused_documents_are_stored_under_their_own_ids_once_retried(
     assert others.returncode == 3
     assert [line.split()[1] for line in others.stdout.splitlines()] == ["not_failed", "unknown"]
     assert stack.document(stored).status == "stored"
+
+
+def corrupt_pdf(folder: Path) -> Path:
+    """A damaged PDF, unique so that it is never a duplicate: it always fails ``corrupt``."""
+    from tests.conftest import CORPUS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"damaged-{uuid.uuid4().hex[:8]}.pdf"
+    path.write_bytes((CORPUS / "hostile" / "truncated.pdf").read_bytes()[:3000]
+                     + f"\n% {uuid.uuid4()}\n".encode())
+    return path
+
+
+def test_retries_of_one_document_at_once_take_it_once_and_lose_nothing(
+        stack: Stack, tmp_path: Path) -> None:
+    import concurrent.futures
+
+    document_id = stack.ingest(corrupt_pdf(tmp_path))
+    assert stack.wait([document_id])[document_id].error_code == "corrupt"
+    content = quarantined(stack, document_id)[0].read_bytes()
+    api = serve(stack)
+    answers = []
+    try:
+        for _ in range(3):
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                round_ = list(pool.map(
+                    lambda _: api.client.post(f"/api/documents/{document_id}/retry/"),
+                    range(8)))
+            answers.append(sorted(answer.status_code for answer in round_))
+            stack.wait([document_id])
+    finally:
+        api.stop()
+
+    assert answers == [[202] + [409] * 7] * 3
+    document = stack.document(document_id)
+    assert (document.status, document.error_code) == ("failed", "corrupt")
+    kept = quarantined(stack, document_id)
+    assert [p.name.endswith(".error.json") for p in kept] == [False, True]
+    assert kept[0].read_bytes() == content, "the file is back in quarantine, whole"
+    assert not stack.runtime.spool.exists(str(document_id))
+    assert stack.events(document_id).count("retried") == 3
+
+
+def test_retry_takes_no_link_and_says_when_the_file_was_changed(
+        stack: Stack, tmp_path: Path) -> None:
+    linked, changed = (stack.ingest(corrupt_pdf(tmp_path)) for _ in range(2))
+    stack.wait([linked, changed])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the bucket\n")
+    link = quarantined(stack, linked)[0]
+    link.unlink()
+    link.symlink_to(secret)
+    repaired = quarantined(stack, changed)[0]
+    repaired.write_bytes(unique_pdf(tmp_path).read_bytes())  # an operator's repair
+
+    refused = sluice(stack, "retry", str(linked))
+    taken = sluice(stack, "retry", str(changed))
+    final = stack.wait([changed])[changed]
+
+    assert refused.returncode == 3 and "no_file" in refused.stdout
+    assert stack.document(linked).status == "failed" and link.is_symlink()
+    assert taken.returncode == 0 and "changed" in taken.stdout
+    assert final.status == "stored"
+    with stack.runtime.session() as session:
+        from sqlalchemy import select
+
+        from pipeline.db.models import DocumentEvent
+
+        detail = session.scalars(select(DocumentEvent.detail).where(
+            DocumentEvent.document_id == changed, DocumentEvent.event == "retried")).one()
+    assert detail["content_changed"] is True

@@ -29,7 +29,7 @@ from pipeline import documents, keys, search
 from pipeline.db.models import Document, DocumentText
 from pipeline.documents import Actor
 from pipeline.removal import StillProcessing, soft_delete
-from pipeline.retry import NO_FILE, NOT_FAILED, UNKNOWN, retry
+from pipeline.retry import BUSY, NO_FILE, NOT_FAILED, UNKNOWN, retry
 from pipeline.serialize import document_dict
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,9 @@ def retry_document(document_id: DocumentId, services: ServicesDep) -> dict[str, 
     if outcome.outcome == NOT_FAILED:
         raise ApiError(409, "not_failed", f"only a failed document can be retried; "
                                           f"{outcome.detail}")
+    if outcome.outcome == BUSY:
+        raise ApiError(409, "retry_in_progress", "another retry of this document is "
+                                                 "under way")
     if outcome.outcome == NO_FILE:
         raise ApiError(409, "nothing_to_retry", f"the document has {outcome.detail}")
     with services.runtime.session() as session:
