@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from api.multipart import FORM_OVERHEAD_BYTES
+from api.multipart import FORM_OVERHEAD_BYTES, MAX_FILES
 from pipeline.db.models import Document
 from pipeline.spool import INCOMING
 from tests.support.api_server import AUTH, ApiServer, serve
@@ -93,7 +93,8 @@ def test_upload_over_the_size_limit_gets_413_and_leaves_nothing(stack: Stack,
 def test_request_declaring_too_large_a_body_is_refused_before_it_is_read(
         stack: Stack, api: ApiServer) -> None:
     kept = Kept(stack)
-    body = multipart([("big.bin", os.urandom(SMALL_LIMIT + FORM_OVERHEAD_BYTES))])
+    # Larger than MAX_FILES files at the limit could be.
+    body = multipart([("big.bin", os.urandom(MAX_FILES * SMALL_LIMIT + FORM_OVERHEAD_BYTES))])
 
     answer = post_raw(api, body)
 
@@ -173,6 +174,21 @@ def test_several_files_in_one_request_are_all_received(api: ApiServer) -> None:
     assert [d["original_name"] for d in batch["documents"]] == [f[1][0] for f in files]
     for document in batch["documents"]:
         assert api.wait_final(document["id"])["status"] == "stored"
+
+
+def test_the_limit_is_per_file_so_several_files_may_add_up_to_more(
+        api: ApiServer) -> None:
+    size = SMALL_LIMIT - 1024
+    count = (SMALL_LIMIT + FORM_OVERHEAD_BYTES) // size + 1
+    files = [("file", (f"part-{n}.txt", f"{unique_word()}\n".encode().ljust(size, b"a")))
+             for n in range(count)]
+    assert all(len(f[1][1]) <= SMALL_LIMIT for f in files)
+    assert sum(len(f[1][1]) for f in files) > SMALL_LIMIT + FORM_OVERHEAD_BYTES
+
+    answer = api.client.post("/api/documents/upload/", files=files)
+
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["count"] == count
 
 
 def test_one_bad_file_refuses_the_whole_request(stack: Stack, api: ApiServer) -> None:

@@ -21,6 +21,7 @@ from api.auth import Caller, CallerDep
 from api.errors import ApiError, error_responses
 from api.multipart import (
     FORM_OVERHEAD_BYTES,
+    MAX_FILES,
     FieldTooLarge,
     MalformedUpload,
     MultipartReader,
@@ -100,7 +101,7 @@ async def upload(request: Request, caller: CallerDep,
         boundary,
         lambda document_id: services.runtime.spool.open_incoming(
             document_id, settings.max_file_size),
-        settings.max_file_size + FORM_OVERHEAD_BYTES,
+        max_request_bytes(settings.max_file_size),
     )
 
     stream = request.stream()
@@ -132,6 +133,12 @@ async def upload(request: Request, caller: CallerDep,
     return _answer(recorded)
 
 
+def max_request_bytes(max_file_size: int) -> int:
+    """The most a request can carry: the limit is per file (each file's own is
+    checked as it streams in), so several files may add up to more than one."""
+    return MAX_FILES * max_file_size + FORM_OVERHEAD_BYTES
+
+
 def _check_headers(request: Request, max_file_size: int) -> bytes:
     try:
         boundary = boundary_of(request.headers.get("content-type", ""))
@@ -142,9 +149,10 @@ def _check_headers(request: Request, max_file_size: int) -> bytes:
         raise ApiError(400, "malformed_upload", str(error)) from None
 
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_file_size + FORM_OVERHEAD_BYTES:
+    if declared and declared.isdigit() and int(declared) > max_request_bytes(max_file_size):
         raise ApiError(413, "too_large",
-                       f"the request is larger than the limit of {max_file_size} bytes")
+                       f"the request is larger than {MAX_FILES} files of the limit of "
+                       f"{max_file_size} bytes could be")
     return boundary
 
 
