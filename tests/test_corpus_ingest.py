@@ -165,3 +165,20 @@ def test_worker_memory_stays_under_its_caps_on_the_whole_corpus(
     assert readers, "the readers ran in their sandbox processes"
     assert max(readers) <= stack.settings.parser_memory_mb
     assert max(workers) <= stack.settings.worker_max_memory_mb
+
+
+NOT_TEXT = {*map(chr, (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)),
+            "\ufffe", "\uffff"}
+
+
+def test_pdf_text_joins_hyphenated_words_and_keeps_no_control_characters(
+        stack: Stack, ingested: dict) -> None:
+    texts = {path: stack.text(document_id) or "" for path, document_id in ingested.items()
+             if path.endswith(".pdf")}
+
+    found = {path: sorted(NOT_TEXT.intersection(text)) for path, text in texts.items()}
+    assert {path: chars for path, chars in found.items() if chars} == {}
+    # PDFium marks these words, hyphenated across a line, with U+FFFE: a search for
+    # the whole word must find them.
+    assert "Widerspruchsbeweisen" in texts["pdf/GeoTopo-komprimiert.pdf"]
+    assert "adipiscing" in texts["pdf/multicolumn.pdf"]
