@@ -6,7 +6,7 @@ import logging
 import uuid
 
 from celery import Celery, Task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_ready
 
 from pipeline.documents import Actor
 from pipeline.errors import TransientError
@@ -67,6 +67,15 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 log.info("reconciliation skipped reason=%s", refused)
                 return None
         return result.run_id
+
+
+@worker_ready.connect
+def _log_pool(sender: object, **_: object) -> None:
+    # AsynPool (one pipe per pool process) only runs on a transport that works with
+    # Celery's event loop; the plain pool's shared queue lock can stall the worker.
+    pool = getattr(getattr(sender, "pool", None), "_pool", None)
+    log.info("worker pool ready pool=%s processes=%s", type(pool).__name__,
+             getattr(pool, "_processes", "?"))
 
 
 @worker_process_shutdown.connect
