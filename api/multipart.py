@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from urllib.parse import unquote_to_bytes
 
 import anyio
 from python_multipart.exceptions import FormParserError
@@ -272,18 +274,21 @@ class MultipartReader:
         self._header_value = bytearray()
 
     def _on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._part_headers.get(b"content-disposition"))
+        disposition = self._part_headers.get(b"content-disposition") or b""
+        _, options = parse_options_header(disposition)
         if b"name" not in options:
             raise MalformedUpload("a part of the form has no name")
         name = _decode(options[b"name"])
+        extended = _extended_filename(disposition)
         # Any part named "file" is a file, with or without a filename.
-        if name == FILE_FIELD or b"filename" in options:
+        if name == FILE_FIELD or b"filename" in options or extended is not None:
             if len(self._form.files) >= MAX_FILES:
                 raise FieldTooLarge(f"more than {MAX_FILES} files in one request",
                                     "too_many_parts")
             if name != FILE_FIELD:
                 raise MalformedUpload(f"files go in fields named {FILE_FIELD!r}, not {name!r}")
-            self._file = FilePart(filename=_decode(options.get(b"filename", b"")))
+            filename = extended if extended is not None else _decode(options.get(b"filename", b""))
+            self._file = FilePart(filename=filename)
             self._form.files.append(self._file)
             return
         if sum(len(values) for values in self._form.fields.values()) >= MAX_FIELDS:
@@ -317,3 +322,25 @@ def _decode(raw: bytes) -> str:
     # Browsers and curl send names as raw UTF-8 (cut-off UTF-8 stays UTF-8, with
     # U+FFFD); anything else is read as Latin-1.
     return decode_name_bytes(raw, fallback="latin-1")
+
+
+# RFC 5987/2231: filename*=charset'language'percent-encoded. RFC 7578 asks clients
+# not to send it, but some do (urllib3 before 2.0 did, for any non-ASCII name), and
+# python-multipart drops it; RFC 6266 prefers it to a plain filename when both come.
+_EXTENDED_FILENAME = re.compile(
+    rb"""(?:^|;)\s*filename\*\s*=\s*"?([A-Za-z0-9!#$%&+^_`{}~-]*)'[^']*'([^";\s]*)"?""",
+    re.IGNORECASE)
+
+
+def _extended_filename(disposition: bytes) -> str | None:
+    match = _EXTENDED_FILENAME.search(disposition)
+    if match is None:
+        return None
+    charset = match.group(1).decode("ascii").lower() or "utf-8"
+    raw = unquote_to_bytes(match.group(2))
+    if charset in ("utf-8", "utf8"):
+        return _decode(raw)
+    try:
+        return raw.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return _decode(raw)

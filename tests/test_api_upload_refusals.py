@@ -270,3 +270,23 @@ def test_damaged_containers_are_accepted_and_quarantined_like_any_damaged_file(
         quarantined = stack.settings.quarantine / f"{document['id']}-{document['original_name']}"
         assert quarantined.read_bytes() == content
         assert quarantined.with_name(quarantined.name + ".error.json").exists()
+
+
+def test_a_name_sent_as_filename_star_is_kept(api: ApiServer) -> None:
+    # As urllib3 before 2.0 sent any non-ASCII name; with both, RFC 6266 prefers it.
+    parts = [
+        "filename*=utf-8''Befund_M%C3%BCller.txt",
+        "filename=\"Befund_Mueller.txt\"; filename*=UTF-8'de'%E6%96%87%E4%BB%B6.txt",
+    ]
+    body = bytearray()
+    for number, disposition in enumerate(parts):
+        body += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+                 f"{disposition}\r\nContent-Type: text/plain\r\n\r\n"
+                 f"{unique_word()} {number}\r\n").encode()
+    body += f"--{BOUNDARY}--\r\n".encode()
+
+    answer = post_raw(api, bytes(body))
+
+    assert answer.status_code == 202, answer.text
+    names = [document["original_name"] for document in answer.json()["documents"]]
+    assert names == ["Befund_Müller.txt", "文件.txt"]
