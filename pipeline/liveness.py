@@ -44,3 +44,10 @@ def _proc_stat(pid: int) -> list[str] | None:
         return None
     # The name in parentheses may itself hold spaces and parentheses.
     return text[text.rindex(")") + 2:].split()
+
+
+def lease_holder_pid(owner: str, host: str) -> int | None:
+    """The pid in a lease owner ``...@host:pid`` of ``host``; None if it is not one."""
+    _, _, worker = owner.rpartition("@")
+    name, _, pid = worker.rpartition(":")
+    return int(pid) if name == host and pid.isdigit() else None

@@ -13,8 +13,11 @@ files. The order keeps the file safe at every step: it enters the spool first (a
 rename on one filesystem, else a copy made durable), then the row is reopened,
 and only then do the quarantined copy and its ``.error.json`` go. A row that can
 no longer be reopened (deleted meanwhile) gets its file back. A retry cut short
-after the file entered the spool is finished by running it again once its lease
-has run out: the spooled copy is found and used.
+after the file entered the spool is finished by running it again: the lease of a
+retry process that died on this host is taken over at once (another host's runs
+out), and the copy it left in the spool goes back to quarantine first. If a
+different file has been put in quarantine meanwhile, that one is retried and the
+left-over copy is kept beside it as ``<id>-interrupted-retry``.
 
 Only a regular file is taken from quarantine: a link put in its place would hand
 the pipeline whatever it points at. A file whose content differs from the one
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +41,7 @@ from pathlib import Path
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from pipeline import documents
+from pipeline import documents, liveness
 from pipeline.db.models import Document, DocumentEvent, utcnow
 from pipeline.documents import Actor
 from pipeline.quarantine import SIDECAR_SUFFIX, quarantine_name
@@ -66,6 +70,7 @@ class _Failed:
     code: str | None
     sha256: str | None
     kept: Path | None  # the quarantined file, if a regular file is there
+    usual: Path  # where quarantine keeps this document's file
 
 
 def failed_with_code(runtime: Runtime, code: str) -> list[uuid.UUID]:
@@ -82,22 +87,22 @@ def retry(runtime: Runtime, document_ids: Iterable[uuid.UUID], actor: Actor,
           enqueue: Callable[[uuid.UUID, str], None]) -> Iterator[RetryOutcome]:
     """Retry each document in turn; yields what became of each."""
     for document_id in document_ids:
-        outcome = _retry_one(runtime, document_id, actor)
-        if outcome.outcome == QUEUED:
-            enqueue(document_id, str(document_id))
-        yield outcome
+        yield _retry_one(runtime, document_id, actor, enqueue)
 
 
-def _retry_one(runtime: Runtime, document_id: uuid.UUID, actor: Actor) -> RetryOutcome:
+def _retry_one(runtime: Runtime, document_id: uuid.UUID, actor: Actor,
+               enqueue: Callable[[uuid.UUID, str], None]) -> RetryOutcome:
     failed = _read_failed(runtime, document_id)
     if isinstance(failed, RetryOutcome):
         return failed
 
-    holder = f"retry:{actor.lease_owner}:{uuid.uuid4().hex[:8]}"
+    # The holder ends in the worker's "@host:pid", like a worker's lease, so a
+    # retry that died can be recognised (pipeline.liveness).
+    holder = f"retry-{uuid.uuid4().hex[:8]}:{actor.lease_owner}"
     if not _take_lease(runtime, document_id, holder):
         return RetryOutcome(document_id, BUSY, "another retry of it is under way")
     try:
-        return _retry_held(runtime, failed, actor, holder)
+        return _retry_held(runtime, failed, actor, holder, enqueue)
     finally:
         _release_lease(runtime, document_id, holder)
 
@@ -111,28 +116,29 @@ def _read_failed(runtime: Runtime, document_id: uuid.UUID) -> _Failed | RetryOut
             state = document.status if document.is_active else "deleted"
             return RetryOutcome(document_id, NOT_FAILED, f"it is {state}")
         return _Failed(document_id, document.error_code, document.sha256,
-                       _quarantined_copy(session, runtime, document))
+                       _quarantined_copy(session, runtime, document),
+                       runtime.settings.quarantine / quarantine_name(document))
 
 
-def _retry_held(runtime: Runtime, failed: _Failed, actor: Actor, holder: str) -> RetryOutcome:
-    document_id, kept, ref = failed.document_id, failed.kept, str(failed.document_id)
-    # A copy already in the spool is what a retry cut short left there; with the
-    # lease held, no other retry can be using it.
-    already_spooled = runtime.spool.exists(ref)
-    if kept is None and not already_spooled:
+def _retry_held(runtime: Runtime, failed: _Failed, actor: Actor, holder: str,
+                enqueue: Callable[[uuid.UUID, str], None]) -> RetryOutcome:
+    document_id, ref = failed.document_id, str(failed.document_id)
+    kept = _after_interrupted_retry(runtime, failed)
+    if kept is None:
         return RetryOutcome(document_id, NO_FILE,
                             "no quarantined file (it was never spooled, was moved, or is "
                             "not a regular file)")
 
-    changed = bool(kept and failed.sha256 and _sha256_of(kept) != failed.sha256)
+    changed = bool(failed.sha256 and _sha256_of(kept) != failed.sha256)
     try:
-        moved = False if already_spooled else _into_spool(runtime, kept, document_id)
+        moved = _into_spool(runtime, kept, document_id)
     except (ClaimLost, FileNotFoundError):
         return RetryOutcome(document_id, NO_FILE, "the quarantined file went away")
-    if not _reopen(runtime, failed, actor, holder, changed):
+    if not _reopen(runtime, failed, kept, actor, holder, changed):
         _undo(runtime, ref, kept, moved)
         return RetryOutcome(document_id, NOT_FAILED, "it changed while it was retried")
 
+    enqueue(document_id, ref)
     _clear_quarantine(kept, moved)
     log.info("retried document_id=%s previous_code=%s from=%s content_changed=%s",
              document_id, failed.code, kept, changed)
@@ -140,19 +146,59 @@ def _retry_held(runtime: Runtime, failed: _Failed, actor: Actor, holder: str) ->
     return RetryOutcome(document_id, QUEUED, f"was {failed.code}{note}")
 
 
+def _after_interrupted_retry(runtime: Runtime, failed: _Failed) -> Path | None:
+    """The quarantined file to retry, once a copy an interrupted retry left in the
+    spool is back in quarantine (or kept beside a different file put there since)."""
+    ref = str(failed.document_id)
+    if not runtime.spool.exists(ref):
+        return failed.kept
+    if failed.kept is None:
+        runtime.spool.move_out(ref, failed.usual)
+        log.info("interrupted retry: spooled copy back in quarantine document_id=%s",
+                 failed.document_id)
+        return failed.usual
+    if _sha256_of(failed.kept) == _sha256_of(runtime.spool.local_path(ref)):
+        runtime.spool.remove(ref)
+    else:
+        aside = failed.usual.with_name(f"{failed.document_id}-interrupted-retry")
+        runtime.spool.move_out(ref, aside)
+        log.warning("interrupted retry: another file is in quarantine now; the spooled "
+                    "copy is kept as %s document_id=%s", aside, failed.document_id)
+    return failed.kept
+
+
 def _take_lease(runtime: Runtime, document_id: uuid.UUID, holder: str) -> bool:
     now = utcnow()
+    until = now + timedelta(seconds=runtime.settings.lease_seconds)
     with runtime.session() as session:
         taken = session.execute(
             update(Document)
             .where(Document.id == document_id, Document.status == "failed",
                    Document.is_active.is_(True),
                    or_(Document.lease_owner.is_(None), Document.lease_until < now))
-            .values(lease_owner=holder,
-                    lease_until=now + timedelta(seconds=runtime.settings.lease_seconds))
-        ).rowcount
+            .values(lease_owner=holder, lease_until=until)).rowcount
+        if not taken:
+            taken = _take_over_from_the_dead(session, document_id, holder, until)
         session.commit()
     return taken == 1
+
+
+def _take_over_from_the_dead(session: Session, document_id: uuid.UUID, holder: str,
+                             until: object) -> int:
+    """Take the lease of a retry process of this host that died holding it."""
+    current = session.scalar(select(Document.lease_owner).where(Document.id == document_id))
+    if not current or not current.startswith("retry-"):
+        return 0
+    pid = liveness.lease_holder_pid(current, socket.gethostname())
+    if pid is None or liveness.is_running(pid):
+        return 0
+    log.warning("retry lease taken over document_id=%s holder=%s (process gone)",
+                document_id, current)
+    return session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.status == "failed",
+               Document.lease_owner == current)
+        .values(lease_owner=holder, lease_until=until)).rowcount
 
 
 def _release_lease(runtime: Runtime, document_id: uuid.UUID, holder: str) -> None:
@@ -208,7 +254,7 @@ def _into_spool(runtime: Runtime, kept: Path, document_id: uuid.UUID) -> bool:
         return False
 
 
-def _reopen(runtime: Runtime, failed: _Failed, actor: Actor, holder: str,
+def _reopen(runtime: Runtime, failed: _Failed, kept: Path, actor: Actor, holder: str,
             changed: bool) -> bool:
     with runtime.session() as session:
         reopened = session.execute(
@@ -223,7 +269,7 @@ def _reopen(runtime: Runtime, failed: _Failed, actor: Actor, holder: str,
             return False
         documents.record_event(session, failed.document_id, "retried", actor,
                                previous_code=failed.code,
-                               quarantined_as=str(failed.kept) if failed.kept else None,
+                               quarantined_as=str(kept),
                                content_changed=changed)
         session.commit()
     return True

@@ -94,7 +94,7 @@ def _break_dead_leases(runtime: Runtime, actor: Actor) -> None:
             .limit(BATCH)
         ).all()
         for document_id, owner in held:
-            pid = _lease_pid(owner, here)
+            pid = liveness.lease_holder_pid(owner, here)
             if pid is None or liveness.is_running(pid):
                 continue
             broken = session.execute(
@@ -109,13 +109,6 @@ def _break_dead_leases(runtime: Runtime, actor: Actor) -> None:
                 log.warning("lease broken document_id=%s holder=%s (process gone)",
                             document_id, owner)
         session.commit()
-
-
-def _lease_pid(owner: str, host: str) -> int | None:
-    """The pid in a lease owner ``task@host:pid`` of this host; None if it is not one."""
-    _, _, worker = owner.rpartition("@")
-    name, _, pid = worker.rpartition(":")
-    return int(pid) if name == host and pid.isdigit() else None
 
 
 def _collect_stuck(runtime: Runtime, actor: Actor, stuck_after: int,
