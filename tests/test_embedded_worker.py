@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import CORPUS, embedded_settings
 from tests.support.private import wait_until
-from tests.support.stack import Stack
+from tests.support.stack import Stack, processes
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +38,8 @@ def embedded(tmp_path: Path) -> Iterator[Stack]:
 
 def pool_processes(stack: Stack) -> set[int]:
     """The worker's direct children: its pool processes, when no file is being read."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == stack.worker.pid and fields[0] != "Z":
-            children.add(int(entry.name))
-    return children
+    return {pid for pid, fields in processes()
+            if int(fields[1]) == stack.worker.pid and fields[0] != "Z"}
 
 
 def is_sleeping(pid: int) -> bool:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,9 +144,8 @@ class Stack:
         self.runtime.close()
 
 
-def process_tree(root_pid: int) -> list[int]:
-    """``root_pid`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """Every process as (pid, the fields of /proc/PID/stat after its name)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -154,7 +153,14 @@ def process_tree(root_pid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        yield int(entry.name), fields
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """``root_pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, fields in processes():
+        children.setdefault(int(fields[1]), []).append(pid)
     tree, pending = [], [root_pid]
     while pending:
         pid = pending.pop()
