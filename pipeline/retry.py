@@ -152,15 +152,18 @@ def _after_interrupted_retry(runtime: Runtime, failed: _Failed) -> Path | None:
     ref = str(failed.document_id)
     if not runtime.spool.exists(ref):
         return failed.kept
+    aside = failed.usual.with_name(f"{failed.document_id}-interrupted-retry")
     if failed.kept is None:
-        runtime.spool.move_out(ref, failed.usual)
+        # Something that is not a regular file (a link, a folder) may hold the
+        # usual name: it is left alone.
+        back = aside if os.path.lexists(failed.usual) else failed.usual
+        runtime.spool.move_out(ref, back)
         log.info("interrupted retry: spooled copy back in quarantine document_id=%s",
                  failed.document_id)
-        return failed.usual
+        return back
     if _sha256_of(failed.kept) == _sha256_of(runtime.spool.local_path(ref)):
         runtime.spool.remove(ref)
     else:
-        aside = failed.usual.with_name(f"{failed.document_id}-interrupted-retry")
         runtime.spool.move_out(ref, aside)
         log.warning("interrupted retry: another file is in quarantine now; the spooled "
                     "copy is kept as %s document_id=%s", aside, failed.document_id)
