@@ -13,6 +13,7 @@ import click
 from sqlalchemy import select
 
 from cli.context import CommandContext
+from cli.jsonlines import json_line
 from pipeline import documents
 from pipeline.db.models import FINAL_STATUSES, STATUSES, Document
 from pipeline.documents import Actor
@@ -128,7 +129,7 @@ def _wait_for(obj: CommandContext, ids: list[uuid.UUID], timeout: float | None) 
 def _report(found: list[Document], as_json: bool) -> None:
     for document in found:
         if as_json:
-            click.echo(json.dumps(document_dict(document), ensure_ascii=False))
+            click.echo(json_line(document_dict(document)))
         else:
             click.echo(_line(document))
 
@@ -152,7 +153,7 @@ def show(obj: CommandContext, document_id: uuid.UUID, as_json: bool) -> None:
         raise click.ClickException(f"no document {document_id}")
     fields = document_dict(document)
     if as_json:
-        click.echo(json.dumps(fields, ensure_ascii=False))
+        click.echo(json_line(fields))
         return
     for name, value in fields.items():
         if isinstance(value, (dict, list)):

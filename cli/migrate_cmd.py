@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from cli.context import CommandContext
+from cli.jsonlines import json_line
 
 EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
@@ -106,7 +106,7 @@ def _dry_run(obj: CommandContext, source: Path, options: object, as_json: bool) 
 
     plan = dry_run(obj.runtime, source, options)
     if as_json:
-        click.echo(json.dumps(plan, ensure_ascii=False))
+        click.echo(json_line(plan))
     else:
         for line in plan_lines(plan):
             click.echo(line)
@@ -139,7 +139,7 @@ def _run(obj: CommandContext, source: Path, options: object, max_in_flight: int 
         raise SystemExit(EXIT_INTERRUPTED) from None
 
     if as_json:
-        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+        click.echo(json_line(summary.as_dict()))
     else:
         for line in summary.lines():
             click.echo(line)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import click
 
 from cli.context import CommandContext
 from cli.documents_cmd import EXIT_REJECTED, _load, _report, _wait_for
+from cli.jsonlines import json_line
 from pipeline.db.models import FINAL_STATUSES
 from pipeline.documents import Actor
 from pipeline.retry import QUEUED, failed_with_code, retry
@@ -45,8 +45,8 @@ def retry_cmd(obj: CommandContext, document_ids: tuple[uuid.UUID, ...], code: st
             click.echo(f"{outcome.document_id}  {outcome.outcome:<10} {outcome.detail}")
         elif outcome.outcome != QUEUED or not wait:
             # With --wait, a queued document is printed once it is final, below.
-            click.echo(json.dumps({"id": str(outcome.document_id),
-                                   "retry": outcome.outcome, "detail": outcome.detail}))
+            click.echo(json_line({"id": str(outcome.document_id),
+                                  "retry": outcome.outcome, "detail": outcome.detail}))
     if not outcomes:
         click.echo(f"sluice: no failed documents with code {code}", err=True)
 

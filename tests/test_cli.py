@@ -77,3 +77,19 @@ def test_show_and_list_read_what_was_stored(stack: Stack, tmp_path: Path) -> Non
     assert json.loads(shown.stdout)["id"] == document_id
     assert document_id in {json.loads(line)["id"] for line in listed.stdout.splitlines()}
     assert sluice(stack, "show", str(uuid.uuid4())).returncode == 1
+
+
+def test_json_output_keeps_one_document_per_line_whatever_its_text(stack: Stack,
+                                                                   tmp_path: Path) -> None:
+    # U+0085 and U+2028 end a line for many readers (str.splitlines among them).
+    pdf = unique_copy(tmp_path, CORPUS / "pdf" / "testPDF.pdf")
+    document_id = stack.ingest(pdf, description="first\x85second\u2028third\u2029end")
+    stack.wait([document_id])
+
+    listed = sluice(stack, "list", "--limit", "500", "--json")
+    shown = sluice(stack, "show", str(document_id), "--json")
+
+    documents = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert str(document_id) in {document["id"] for document in documents}
+    assert len(shown.stdout.splitlines()) == 1
+    assert json.loads(shown.stdout)["description"] == "first\x85second\u2028third\u2029end"
